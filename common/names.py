@@ -1,0 +1,83 @@
+"""The data contract's names, defined once (DESIGN.md, "Data contract").
+
+Trainers write records with these keys, the orchestrator logs them to MLflow under the same
+names, and the analysis reads them back. Importing this module must stay free of torch, Ray
+and MLflow so that `analysis` runs on a laptop without them.
+"""
+
+# --- per-logged-epoch record keys (one flat dict of floats) --------------------------------
+EPOCH = "epoch"
+TEST_ERROR = "test_error"
+TEST_LOSS = "test_loss"
+TRAIN_ERROR = "train_error"
+TRAIN_LOSS = "train_loss"
+
+# deep nets (Eq. 6 and Appendix J)
+NORM_SPECTRAL_COMPLEXITY = "norm/spectral_complexity"
+NORM_L1 = "norm/l1"
+NORM_FROBENIUS = "norm/frobenius"
+NORM_GROUP21 = "norm/group21"
+NORM_SPECTRAL_PRODUCT = "norm/spectral_product"
+DEEP_NORMS = (
+    NORM_SPECTRAL_COMPLEXITY,
+    NORM_L1,
+    NORM_FROBENIUS,
+    NORM_GROUP21,
+    NORM_SPECTRAL_PRODUCT,
+)
+
+# perceptron: lambda = |w| / sqrt(N), overlap R, test_error = arccos(R) / pi
+NORM_PERCEPTRON = "norm"
+OVERLAP = "overlap"
+
+# --- MLflow tags ---------------------------------------------------------------------------
+TAG_SWEEP = "sweep"
+TAG_TRIAL_ID = "trial_id"
+TAG_KIND = "kind"  # perceptron | deep | theory | report
+TAG_MODEL = "model"
+TAG_DATASET = "dataset"
+TAG_P = "P"
+TAG_SEED = "seed"
+TAG_OPTIMIZER = "optimizer"
+TAG_WEIGHT_DECAY = "weight_decay"
+TRIAL_TAGS = (
+    TAG_SWEEP,
+    TAG_TRIAL_ID,
+    TAG_KIND,
+    TAG_MODEL,
+    TAG_DATASET,
+    TAG_P,
+    TAG_SEED,
+    TAG_OPTIMIZER,
+    TAG_WEIGHT_DECAY,
+)
+
+KIND_PERCEPTRON = "perceptron"
+KIND_DEEP = "deep"
+KIND_THEORY = "theory"
+KIND_REPORT = "report"
+
+# --- MLflow artifacts ----------------------------------------------------------------------
+CURVES_ARTIFACT = "curves.parquet"  # one trial's whole curve, one row per logged epoch
+THEORY_ARTIFACT = "theory.parquet"  # alpha, lambda, R, x, epsilon, converged, residual, ...
+THEORY_OPT_ARTIFACT = "theory_opt.parquet"  # alpha, lambda_opt, eps_opt, baselines
+
+# --- theory table columns ------------------------------------------------------------------
+THEORY_COLUMNS = (
+    "alpha",
+    "lambda",
+    "R",
+    "x",
+    "epsilon",
+    "converged",
+    "residual",
+    "eps_hebb",
+    "eps_bayes",
+    "eps_maxstab",
+)
+
+# --- analysis input (tidy table) -----------------------------------------------------------
+CURVE_COLUMNS = ("group", "P", "seed", "epoch", "lambda", "test_error")
+
+# --- defaults ------------------------------------------------------------------------------
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow's own default store in the cwd

@@ -1,0 +1,23 @@
+"""Shared fixtures: one local Ray session per test session (start-up costs seconds)."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A local Ray instance shared by every test that asks for it.
+
+    Tests that need their own cluster (ray.cluster_utils.Cluster with fake GPUs) must run it
+    in a subprocess, because one process holds one Ray connection at a time.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -52,6 +52,10 @@ TRIAL_TAGS = (
     TAG_WEIGHT_DECAY,
 )
 
+# Tune's own (random) trial id; TAG_TRIAL_ID is the orchestrator's deterministic trial key,
+# stable across retries, resumes and re-launches of the same sweep.
+TAG_TUNE_TRIAL_ID = "tune_trial_id"
+
 KIND_PERCEPTRON = "perceptron"
 KIND_DEEP = "deep"
 KIND_THEORY = "theory"

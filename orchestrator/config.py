@@ -1,0 +1,325 @@
+"""Sweep configuration: a YAML preset, validated by pydantic, expanded into trial configs.
+
+A sweep is a list of *blocks*; each block is a Cartesian product
+models x datasets x (P values | alpha values x N) x seeds x optimizers x weight decays.
+Blocks exist because the paper's grid is not one product: Appendix G gives different P values
+per dataset/model. Trial fields not on a grid axis come from, in increasing precedence,
+`trial` (sweep-wide) < `per_model[model]` < the block's own `trial`.
+
+Every error names its field (pydantic's location, or "blocks.<i>.<axis>") so the CLI can
+print one clear line and exit 2 before Ray starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trainers import TrialConfig
+
+CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_PRESET = "perceptron"
+
+
+class ConfigError(ValueError):
+    """Bad sweep input; the message is one line that names the field or the problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Span(_Strict):
+    """A range of values: linear `start..stop` (inclusive) by `step`, or `num` log-spaced."""
+
+    start: float
+    stop: float
+    step: float | None = Field(default=None, gt=0)
+    num: int | None = Field(default=None, gt=0)
+    log: bool = False
+
+    def values(self) -> list[float]:
+        if self.log:
+            if self.num is None or self.start <= 0 or self.stop <= 0:
+                raise ValueError("log span needs num and positive start/stop")
+            if self.num == 1:
+                return [self.start]
+            r = math.log(self.stop / self.start) / (self.num - 1)
+            return [self.start * math.exp(r * i) for i in range(self.num)]
+        if self.step is None:
+            raise ValueError("linear span needs step (or log: true with num)")
+        n = int(math.floor((self.stop - self.start) / self.step + 1e-9)) + 1
+        return [self.start + i * self.step for i in range(max(n, 0))]
+
+
+Values = list[float] | Span
+
+
+def _expand(v: Values) -> list[float]:
+    return list(v) if isinstance(v, list) else v.values()
+
+
+class Block(_Strict):
+    """One Cartesian product of the grid."""
+
+    kind: Literal["perceptron", "deep"] = "deep"
+    models: list[str] = Field(default_factory=lambda: ["cnn"])
+    datasets: list[str] = Field(default_factory=lambda: ["digits"])
+    P: Values | None = None  # deep nets: training-set sizes
+    alpha: Values | None = None  # perceptron: P/N
+    N: list[int] = Field(default_factory=lambda: [1000])  # perceptron input dimension
+    seeds: list[int] | Span | None = None  # None: the sweep-wide seeds
+    optimizers: list[str] | None = None  # None: from trial/per_model defaults
+    weight_decays: list[float] | None = None
+    trial: dict[str, Any] = Field(default_factory=dict)
+
+
+class Resources(_Strict):
+    """Per-trial resources; see orchestrator/resources.py for the GPU fraction rule."""
+
+    cpus_per_trial: float = Field(default=1.0, gt=0)
+    # "auto": the rule in resources.gpu_fraction_rule where the cluster has GPUs, else CPU;
+    # a number: that fraction for every deep-net trial (perceptrons always run on the CPU).
+    gpu: Literal["auto"] | float = "auto"
+    max_concurrent_trials: int | None = Field(default=None, gt=0)
+    # Refuse trials no node can host before launch. Turn off only on an autoscaling cluster
+    # whose GPU workers are not up yet (Tune would then wait for the autoscaler).
+    check_capacity: bool = True
+
+    @field_validator("gpu")
+    @classmethod
+    def _divides_one(cls, g: Any) -> Any:
+        if g == "auto":
+            return g
+        if g < 0:
+            raise ValueError(f"gpu fraction must be >= 0, got {g}")
+        if g == 0 or (g >= 1 and float(g).is_integer()):
+            return g
+        inv = 1.0 / g
+        if g > 1 or abs(inv - round(inv)) > 1e-9:
+            raise ValueError(f"gpu fraction {g} does not divide 1 (use 1, 1/2, 1/4, 1/8, ...)")
+        return g
+
+
+class TuneSettings(_Strict):
+    storage_path: str = "ray_results"  # relative paths resolve against the cwd
+    max_failures: int = Field(default=3, ge=0)  # retries of a failed trial, from its checkpoint
+    checkpoint_every: int = Field(default=1, gt=0)  # checkpoint every n-th logged epoch
+    reuse_actors: bool = True
+
+
+class MlflowSettings(_Strict):
+    tracking_uri: str | None = None  # None: common.names.DEFAULT_TRACKING_URI (cwd SQLite)
+    experiment: str | None = None  # None: the sweep name
+    flush_seconds: float = Field(default=2.0, ge=0)  # max age of buffered metrics
+
+
+class TheorySettings(_Strict):
+    """The fixed-norm replica curves epsilon(alpha, lambda) logged next to perceptron sweeps."""
+
+    enabled: bool = True
+    alphas: Values = Field(default_factory=lambda: Span(start=1e3, stop=1e5, num=5, log=True))
+    lambdas: Values = Field(default_factory=lambda: Span(start=1e-2, stop=1e6, num=81, log=True))
+
+
+class SweepConfig(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    seeds: list[int] | Span = Field(default_factory=lambda: [0])
+    blocks: list[Block] = Field(min_length=1)
+    trial: dict[str, Any] = Field(default_factory=dict)
+    per_model: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+    tune: TuneSettings = Field(default_factory=TuneSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    theory: TheorySettings = Field(default_factory=TheorySettings)
+    # seconds of one full GPU per training sample, per model (resources.py, cost model)
+    cost_model: dict[str, float] = Field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """Hash of what determines the trials; a restored sweep must match it."""
+        grid = {"seeds": self.seeds, "blocks": self.blocks, "trial": self.trial}
+        grid["per_model"] = self.per_model
+        blob = json.dumps(_jsonable(grid), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, BaseModel):
+        return x.model_dump()
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+# -----------------------------------------------------------------------------
+# Loading: YAML file or preset name, plus --set overrides
+
+
+def preset_path(name: str) -> Path:
+    return CONFIGS_DIR / f"{name}.yaml"
+
+
+def load_raw(source: str | None) -> dict[str, Any]:
+    """Read a YAML file (or a preset name from configs/) with the safe loader."""
+    path = Path(source) if source else preset_path(DEFAULT_PRESET)
+    if source and not path.exists() and preset_path(source).exists():
+        path = preset_path(source)
+    if not path.exists():
+        raise ConfigError(f"config: file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config: malformed YAML in {path}{where}: {_first_line(e)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: {path} must hold a mapping at top level")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], sets: list[str]) -> dict[str, Any]:
+    """Apply `key.sub=value` overrides; value is parsed as YAML; list items by index."""
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set: expected key=value, got {item!r}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key}: value is not valid YAML: {raw!r}") from None
+        node: Any = data
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"--set {key}: no list index {part!r}")
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    node = node.setdefault(part, {})
+            else:
+                raise ConfigError(f"--set {key}: {'.'.join(parts[:i])} is not a mapping")
+    return data
+
+
+def parse_config(data: dict[str, Any]) -> SweepConfig:
+    try:
+        return SweepConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_describe(e)) from None
+
+
+def load_config(source: str | None = None, sets: list[str] | None = None) -> SweepConfig:
+    data = apply_overrides(load_raw(source), list(sets or []))
+    cfg = parse_config(data)
+    expand_trials(cfg)  # validates every trial (P range, types) now, before Ray starts
+    return cfg
+
+
+def _describe(e: ValidationError) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "list[")))
+    more = f" (+{e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"config: {loc}: {msg}{more}" if loc else f"config: {msg}{more}"
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+# -----------------------------------------------------------------------------
+# Expansion into trials
+
+
+def trial_key(params: dict[str, Any]) -> str:
+    """Deterministic id of a trial from its config (not from Tune's random trial id).
+
+    It keys the trial's MLflow run, so a retried, resumed or even re-launched trial finds its
+    own run. data_root and device are left out: they depend on the machine, not the trial.
+    """
+    ident = {k: v for k, v in params.items() if k not in ("data_root", "device")}
+    blob = json.dumps(ident, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _axis(i: int, name: str, values: Any, cast: Any) -> list[Any]:
+    try:
+        out = [cast(v) for v in (values if isinstance(values, list) else values.values())]
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"config: blocks.{i}.{name}: {_first_line(e)}") from None
+    if not out:
+        raise ConfigError(f"config: blocks.{i}.{name}: empty grid axis")
+    return out
+
+
+def _int_value(v: float) -> int:
+    if not float(v).is_integer():
+        raise ValueError(f"P must be an integer, got {v}")
+    return int(v)
+
+
+def expand_trials(cfg: SweepConfig) -> list[dict[str, Any]]:
+    """All trials of the sweep as validated TrialConfig dumps (each with explicit seed)."""
+    trials: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for i, b in enumerate(cfg.blocks):
+        seeds = _axis(i, "seeds", b.seeds if b.seeds is not None else cfg.seeds, int)
+        models = _axis(i, "models", b.models, str)
+        datasets = _axis(i, "datasets", b.datasets, str)
+        if b.kind == "perceptron":
+            if b.alpha is None:
+                raise ConfigError(f"config: blocks.{i}.alpha: required for kind=perceptron")
+            sizes = [
+                {"alpha": a, "N": n}
+                for a in _axis(i, "alpha", b.alpha, float)
+                for n in _axis(i, "N", b.N, int)
+            ]
+            models, datasets = ["perceptron"], ["teacher"]
+        else:
+            if b.P is None:
+                raise ConfigError(f"config: blocks.{i}.P: required for kind=deep")
+            sizes = [{"P": p} for p in _axis(i, "P", b.P, _int_value)]
+        # None on an axis: the value comes from trial/per_model defaults instead
+        opts = [None] if b.optimizers is None else _axis(i, "optimizers", b.optimizers, str)
+        wds = [None]
+        if b.weight_decays is not None:
+            wds = _axis(i, "weight_decays", b.weight_decays, float)
+        for model, dataset, size, opt, wd, seed in itertools.product(
+            models, datasets, sizes, opts, wds, seeds
+        ):
+            params = {**cfg.trial, **cfg.per_model.get(model, {}), **b.trial}
+            params.update(kind=b.kind, model=model, dataset=dataset, seed=seed, **size)
+            if opt is not None:
+                params["optimizer"] = opt
+            if wd is not None:
+                params["weight_decay"] = wd
+            try:
+                dump = TrialConfig(**params).model_dump(mode="json")
+            except ValidationError as e:
+                what = ", ".join(f"{k}={params[k]}" for k in ("model", "dataset", "seed"))
+                size_s = ", ".join(f"{k}={v}" for k, v in size.items())
+                raise ConfigError(f"{_describe(e)} [blocks.{i}: {what}, {size_s}]") from None
+            key = trial_key(dump)
+            if key in seen:
+                raise ConfigError(f"config: blocks.{i}: duplicate trial {params}")
+            seen.add(key)
+            trials.append(dump)
+    if not trials:
+        raise ConfigError("config: blocks: the grid is empty")
+    return trials

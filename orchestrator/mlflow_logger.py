@@ -1,0 +1,233 @@
+"""The one MLflow writer: a driver-side Tune callback that batches per-epoch metrics.
+
+Contract (DESIGN.md "Data contract"): one experiment per sweep, one run per trial tagged with
+common.names.TRIAL_TAGS and all trial params, metrics with step=epoch, and at the trial's end
+its whole curve as `curves.parquet`.
+
+Exactly-once epochs. A run is found by its `trial_id` tag, the orchestrator's deterministic
+trial key, so a retried, resumed or re-launched trial continues its own run. The set of epochs
+already in a run is read back from MLflow (the `epoch` metric's history) the first time this
+driver sees the trial; an epoch is logged only if it is not in that set. All metrics of one
+epoch go into the same log_batch call, so an epoch is either fully logged or not at all.
+Writes are buffered per run and flushed at 1000 metrics, after `flush_seconds`, or when the
+trial ends. If the driver dies with unflushed epochs, the trial's final checkpoint still holds
+its whole curve; at trial end the missing epochs are back-filled from it before the
+`curves.parquet` artifact is written.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any
+
+import pandas as pd
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.tracking import MlflowClient
+from ray import tune
+from ray.tune.result import AUTO_RESULT_KEYS
+
+from common import names as N
+from orchestrator.trainable import read_curve
+
+MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
+MAX_PARAMS = 100  # ... and on params per call
+# Tune adds these to every result; they are bookkeeping, not the trainer's record.
+TUNE_KEYS = set(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "should_checkpoint"}
+
+
+def get_or_create_experiment(client: MlflowClient, name: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    return client.create_experiment(name)
+
+
+def find_runs(client: MlflowClient, experiment_id: str, **tags: str) -> dict[str, Any]:
+    """All runs of the experiment matching the tags, keyed by their trial_id tag."""
+    where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    runs, token = {}, None
+    while True:
+        page = client.search_runs([experiment_id], where, max_results=1000, page_token=token)
+        for r in page:
+            runs.setdefault(r.data.tags.get(N.TAG_TRIAL_ID, r.info.run_id), r)
+        token = page.token
+        if not token:
+            return runs
+
+
+def record_of(result: dict[str, Any]) -> dict[str, float]:
+    """The trainer's record inside a Tune result: its numeric, non-Tune keys."""
+    return {
+        k: float(v)
+        for k, v in result.items()
+        if k not in TUNE_KEYS and isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+def trial_tags(sweep: str, key: str, params: dict[str, Any]) -> dict[str, str]:
+    return {
+        N.TAG_SWEEP: sweep,
+        N.TAG_TRIAL_ID: key,
+        N.TAG_KIND: params["kind"],
+        N.TAG_MODEL: params["model"],
+        N.TAG_DATASET: params["dataset"],
+        N.TAG_P: str(params["P"]),
+        N.TAG_SEED: str(params["seed"]),
+        N.TAG_OPTIMIZER: params["optimizer"],
+        N.TAG_WEIGHT_DECAY: str(params["weight_decay"]),
+    }
+
+
+def log_parquet(client: MlflowClient, run_id: str, df: pd.DataFrame, name: str) -> None:
+    """Write a DataFrame as one parquet artifact (via a temp dir, so the file keeps its name)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        df.to_parquet(path, index=False)
+        client.log_artifact(run_id, str(path))
+
+
+class MlflowTrialLogger(tune.Callback):
+    """Driver-side Tune callback: one MLflow run per trial, batched metric writes."""
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        sweep: str,
+        flush_seconds: float = 2.0,
+        total_trials: int | None = None,
+        progress_seconds: float = 10.0,
+    ) -> None:
+        self.client = MlflowClient(tracking_uri)
+        self.experiment_id = get_or_create_experiment(self.client, experiment)
+        self.sweep = sweep
+        self.flush_seconds = flush_seconds
+        self._existing = find_runs(self.client, self.experiment_id, **{N.TAG_SWEEP: sweep})
+        self._run_of: dict[str, str] = {}  # trial key -> run id
+        self._logged: dict[str, set[int]] = {}  # run id -> epochs in MLflow or in the buffer
+        self._buffer: dict[str, list[Metric]] = {}
+        self._rows: dict[str, dict[int, dict[str, float]]] = {}  # run id -> epoch -> record
+        self._last_flush = time.monotonic()
+        self.rows_written = 0
+        # progress
+        self.total = total_trials
+        self.done = 0
+        self.progress_seconds = progress_seconds
+        self._last_progress = 0.0
+
+    # --- runs ---------------------------------------------------------------------------
+    def _run_for(self, trial: Any) -> str:
+        spec = trial.config["trial"]
+        key = spec["key"]
+        if key in self._run_of:
+            return self._run_of[key]
+        params = spec["params"]
+        old = self._existing.get(key)
+        if old is not None:
+            run_id = old.info.run_id
+            history = self.client.get_metric_history(run_id, N.EPOCH)
+            self._logged[run_id] = {int(m.step) for m in history}
+            self.client.update_run(run_id, status="RUNNING")
+        else:
+            run = self.client.create_run(
+                self.experiment_id, tags=trial_tags(self.sweep, key, params), run_name=key
+            )
+            run_id = run.info.run_id
+            items = [Param(k, str(v)) for k, v in sorted(params.items())]
+            for i in range(0, len(items), MAX_PARAMS):
+                self.client.log_batch(run_id, params=items[i : i + MAX_PARAMS])
+            self._logged[run_id] = set()
+        self.client.set_tag(run_id, N.TAG_TUNE_TRIAL_ID, trial.trial_id)
+        self._run_of[key] = run_id
+        return run_id
+
+    # --- metrics ------------------------------------------------------------------------
+    def _add(self, run_id: str, record: dict[str, float]) -> None:
+        epoch = int(record[N.EPOCH])
+        if epoch in self._logged[run_id]:
+            return  # already in MLflow: a retried trial replays epochs after its checkpoint
+        self._logged[run_id].add(epoch)
+        ts = int(time.time() * 1000)
+        metrics = [Metric(k, v, ts, epoch) for k, v in record.items() if math.isfinite(v)]
+        buf = self._buffer.setdefault(run_id, [])
+        if len(buf) + len(metrics) > MAX_BATCH:
+            self._flush_run(run_id)
+            buf = self._buffer.setdefault(run_id, [])
+        buf.extend(metrics)
+
+    def _flush_run(self, run_id: str) -> None:
+        buf = self._buffer.pop(run_id, [])
+        for attempt in range(3):
+            try:
+                self.client.log_batch(run_id, metrics=buf)
+                break
+            except Exception:
+                if attempt == 2:
+                    raise
+                time.sleep(0.5 * 2**attempt)  # e.g. SQLite "database is locked"
+        self.rows_written += len(buf)
+
+    def flush(self) -> None:
+        for run_id in list(self._buffer):
+            self._flush_run(run_id)
+        self._last_flush = time.monotonic()
+
+    # --- Tune hooks ---------------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._run_for(trial)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info):
+        record = record_of(result)
+        if N.EPOCH in record:
+            run_id = self._run_for(trial)
+            self._rows.setdefault(run_id, {})[int(record[N.EPOCH])] = record
+            self._add(run_id, record)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        now = time.monotonic()
+        if now - self._last_flush >= self.flush_seconds:
+            self.flush()
+        if self.progress_seconds and now - self._last_progress >= self.progress_seconds:
+            self._last_progress = now
+            running = sum(t.status == "RUNNING" for t in trials)
+            done = sum(t.status == "TERMINATED" for t in trials)
+            total = self.total or len(trials)
+            print(
+                f"[sweep {self.sweep}] {done}/{total} trials done, {running} running, "
+                f"{self.rows_written} metric rows in MLflow",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self._run_for(trial)
+        # The final checkpoint holds the whole curve; what this driver saw is the fallback.
+        seen = self._rows.pop(run_id, {})
+        curve = self._final_curve(trial) or [seen[e] for e in sorted(seen)]
+        for record in curve:
+            self._add(run_id, record)  # back-fills epochs whose writes died with a driver
+        self._flush_run(run_id)
+        if curve:
+            log_parquet(self.client, run_id, pd.DataFrame(curve), N.CURVES_ARTIFACT)
+        self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+        self.done += 1
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self._run_for(trial)
+        self._flush_run(run_id)
+        self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.flush()
+
+    def _final_curve(self, trial: Any) -> list[dict[str, float]]:
+        checkpoint = trial.checkpoint
+        if checkpoint is None:
+            return []
+        with checkpoint.as_directory() as d:
+            return read_curve(d)

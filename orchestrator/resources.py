@@ -1,0 +1,103 @@
+"""Per-trial resources (the GPU fraction rule), the cluster capacity check, and the cost model.
+
+GPU fraction rule (DESIGN.md "Fractional GPUs"; overridable with `resources.gpu: <fraction>`):
+
+    model       P <= 12000    P > 12000
+    cnn         1/8           1/4
+    resnet      1/4           1/2
+    vit         1/4           1/2
+    perceptron  CPU only (0)  CPU only (0)
+
+Why: a trial keeps its data on the device and steps in fixed-size batches, so its GPU memory
+and per-step work are set by the model and the batch, not by P; what P changes is how long
+each epoch keeps the GPU busy between the Python-side evaluation and norm computations. The
+LeNet-sized CNN cannot fill a GPU with 128-image batches, so eight share one; the ResNet-20 and
+the small ViT do ~5x the FLOPs per image, so four (small P) or two (large P) share one.
+Ray fractions are logical: the rule decides how many trials Tune packs per GPU, not how many
+bytes each may use. Every fraction divides 1, so packing never strands a sliver of a GPU.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from orchestrator.config import ConfigError, Resources
+
+SMALL_P = 12000
+GPU_RULE = {"cnn": (1 / 8, 1 / 4), "resnet": (1 / 4, 1 / 2), "vit": (1 / 4, 1 / 2)}
+
+# Cost model for --dry-run: seconds of one whole reference GPU (V100-class, fp32, batch 128,
+# data resident on the device) per training sample per epoch. Rough figures from the models'
+# FLOPs (LeNet ~0.4 MFLOP/image; ResNet-20 and the 64-wide, 6-deep ViT ~40 MFLOP/image) at
+# ~30% of peak. Each logged epoch also evaluates the test set (forward only, ~1/3 of a train
+# step per sample); the norms' power iterations are neglected. Override per model with the
+# config's `cost_model: {model: seconds}`.
+GPU_SECONDS_PER_SAMPLE = {"cnn": 2e-5, "resnet": 5e-5, "vit": 5e-5}
+TEST_SIZES = {"digits": 400, "mnist": 10000, "cifar10": 10000, "cifar100": 10000}
+# The perceptron runs on a CPU core: one epoch is one full-batch GD step, ~4 P N flops,
+# at ~1 GFLOP/s effective.
+CPU_FLOPS = 1e9
+
+
+def gpu_fraction_rule(model: str, P: int) -> float:
+    """The documented default GPU share of one trial (0 means CPU only)."""
+    if model not in GPU_RULE:
+        return 0.0
+    small, large = GPU_RULE[model]
+    return small if P <= SMALL_P else large
+
+
+def trial_resources(params: dict[str, Any], res: Resources, cluster_has_gpu: bool) -> dict:
+    """{'CPU': c, 'GPU': g} for one trial; GPU falls back to 0 without a GPU in the cluster."""
+    if params["kind"] == "perceptron":
+        gpu = 0.0
+    elif res.gpu == "auto":
+        gpu = gpu_fraction_rule(params["model"], params["P"]) if cluster_has_gpu else 0.0
+    else:
+        gpu = float(res.gpu)
+    return {"CPU": float(res.cpus_per_trial), "GPU": gpu}
+
+
+def check_capacity(requests: list[dict], nodes: list[dict]) -> None:
+    """Raise ConfigError if some trial's request fits on no alive node.
+
+    Tune would leave such a trial PENDING forever; refusing it before launch is the point.
+    `nodes` is ray.nodes(); only alive nodes count.
+    """
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive")]
+    if not alive:
+        raise ConfigError("resources: the Ray cluster has no alive node")
+    for req in {tuple(sorted(r.items())) for r in requests}:
+        need = dict(req)
+        if any(all(node.get(k, 0.0) >= v for k, v in need.items() if v > 0) for node in alive):
+            continue
+        best_cpu = max(n.get("CPU", 0.0) for n in alive)
+        best_gpu = max(n.get("GPU", 0.0) for n in alive)
+        field = "resources.gpu" if need.get("GPU", 0) > best_gpu else "resources.cpus_per_trial"
+        raise ConfigError(
+            f"{field}: a trial needs {need.get('CPU', 0):g} CPU + {need.get('GPU', 0):g} GPU "
+            f"but no node has that (largest node: {best_cpu:g} CPU, {best_gpu:g} GPU)"
+        )
+
+
+def epoch_seconds(params: dict[str, Any], n_logged: int, cost: dict[str, float]) -> float:
+    """Estimated seconds per epoch: of one whole GPU (deep nets) or one CPU core (perceptron)."""
+    if params["kind"] == "perceptron":
+        return 4.0 * params["P"] * params["N"] / CPU_FLOPS
+    s = cost.get(params["model"], GPU_SECONDS_PER_SAMPLE[params["model"]])
+    eval_per_epoch = TEST_SIZES.get(params["dataset"], 0) * n_logged / params["epochs"] / 3
+    return s * (params["P"] + eval_per_epoch)
+
+
+def summarize(trials: list[dict], requests: list[dict], logged: list[int], cost: dict) -> dict:
+    """Totals for --dry-run: trial count, resource shapes, GPU-hours and CPU-hours."""
+    gpu_h = cpu_h = 0.0
+    for p, n_log in zip(trials, logged, strict=True):
+        h = p["epochs"] * epoch_seconds(p, n_log, cost) / 3600
+        if p["kind"] == "perceptron":
+            cpu_h += h
+        else:
+            gpu_h += h
+    shapes = Counter(f"{r['CPU']:g} CPU + {r['GPU']:g} GPU" for r in requests)
+    return {"trials": len(trials), "shapes": dict(shapes), "gpu_hours": gpu_h, "cpu_hours": cpu_h}

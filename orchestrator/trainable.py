@@ -1,0 +1,75 @@
+"""The Ray Tune function trainable: one trial = one trainer run, checkpointed as it goes.
+
+Each logged epoch is reported to Tune together with a checkpoint holding the trainer's state
+and the curve so far (`curve.json`). Tune keeps the latest checkpoint, so a retried trial
+(FailureConfig) or a resumed sweep (Tuner.restore) continues from there, and the MLflow
+callback can recover the whole curve from the final checkpoint even if some of its batched
+metric writes were lost with a dead driver.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+STATE_FILE = "state.pt"
+CURVE_FILE = "curve.json"
+
+
+def read_curve(checkpoint_dir: str | Path) -> list[dict[str, float]]:
+    """The records a checkpoint holds (every logged epoch up to it, in order)."""
+    path = Path(checkpoint_dir) / CURVE_FILE
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def train_trial(config: dict[str, Any], finished: frozenset[str] = frozenset()) -> None:
+    """Run the trial described by config['trial'] (orchestrator.sweep.param_space_entries).
+
+    `finished` holds the keys of trials whose MLflow run is already FINISHED: they return at
+    once, so a resumed sweep never retrains them (see orchestrator/sweep.py, "Resume").
+    """
+    spec = config["trial"]
+    if spec["key"] in finished:
+        return
+    # Imported here so that importing this module (e.g. by the driver) stays torch-free.
+    from trainers import TrialConfig, load_checkpoint, make_trainer, save_checkpoint
+
+    cfg = TrialConfig(**spec["params"])
+    every = int(spec.get("checkpoint_every", 1))
+    trainer = make_trainer(cfg)
+    curve: list[dict[str, float]] = []
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            load_checkpoint(trainer, Path(d) / STATE_FILE)
+            curve = read_curve(d)
+
+    saved = [len(curve)]  # number of records the latest checkpoint holds
+
+    def report_with_checkpoint(record: dict[str, float]) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            save_checkpoint(trainer, Path(tmp) / STATE_FILE)
+            (Path(tmp) / CURVE_FILE).write_text(json.dumps(curve))
+            tune.report(record, checkpoint=tune.Checkpoint.from_directory(tmp))
+        saved[0] = len(curve)
+
+    def report(record: dict[str, float]) -> None:
+        record = {k: float(v) for k, v in record.items()}
+        curve.append(record)
+        # Checkpoint every `every`-th logged epoch, and always at the last one, so that the
+        # final checkpoint holds the whole curve.
+        if len(curve) % every == 0 or record["epoch"] >= cfg.epochs:
+            report_with_checkpoint(record)
+        else:
+            tune.report(record)
+
+    trainer.run(report)
+    if curve and saved[0] < len(curve):
+        # The trainer stopped early (diverged): checkpoint the curve's tail too. The repeated
+        # record is an epoch the MLflow callback has already logged, so it skips it.
+        report_with_checkpoint(curve[-1])

@@ -1,0 +1,404 @@
+"""The report's figures, after the paper's Fig. 1-4, 8, 11 and 12 (seaborn style, Agg backend).
+
+Every figure uses log-log axes (the local slope of Fig. 8 excepted) and colours curves by P
+(alpha for perceptrons) on one sequential palette with a logarithmic colour scale, so the same
+P has the same colour in every panel. Functions take the tidy curves of one group and that
+group's `analysis.fit.GroupResult` and return a matplotlib Figure; nothing here computes a
+number the report states, it only draws what the fit returned.
+
+Per-seed curves are drawn faintly and thinned to at most MAX_POINTS points each (a paper-scale
+sweep has ~10^6 points per group). The bold "seed mean" is a display aid: the mean of all
+seeds' points in log-spaced lambda bins, which needs no interpolation and tolerates
+non-monotone norm trajectories. Estimates never use it.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never open a window (and work on headless machines)
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
+from matplotlib.colors import LogNorm, Normalize  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from analysis.fit import GroupResult, master_curve, power_law  # noqa: E402
+
+MAX_POINTS = 150  # per faint per-seed line
+BINS = 60  # log-lambda bins of the displayed seed mean
+PALETTE = "viridis"  # sequential: small P dark blue, large P yellow
+FIGSIZE = (5.2, 4.0)
+
+
+def setup() -> None:
+    sns.set_theme(style="ticks", context="paper", font_scale=1.1)
+
+
+class PColors:
+    """One colour per P on a log scale, plus the colour bar that explains it."""
+
+    def __init__(self, Ps, label: str = "P"):
+        Ps = np.asarray(list(Ps), dtype=float)
+        lo, hi = float(Ps.min()), float(Ps.max())
+        self.norm = LogNorm(lo, hi) if hi > lo else Normalize(lo - 1, hi + 1)
+        self.cmap = sns.color_palette(PALETTE, as_cmap=True)
+        self.label = label
+
+    def __call__(self, P: float):
+        return self.cmap(self.norm(P))
+
+    def colorbar(self, fig: Figure, ax) -> None:
+        sm = plt.cm.ScalarMappable(norm=self.norm, cmap=self.cmap)
+        fig.colorbar(sm, ax=ax, label=self.label, pad=0.02)
+
+
+def _thin(x: np.ndarray, y: np.ndarray, n: int = MAX_POINTS) -> np.ndarray:
+    idx = np.unique(np.linspace(0, len(x) - 1, min(n, len(x))).astype(int))
+    return np.column_stack([x[idx], y[idx]])
+
+
+def _positive(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+
+
+def faint_seeds(ax, df: pd.DataFrame, x: str, y: str, color, alpha: float = 0.18) -> None:
+    """Every seed's curve as one thin line (a LineCollection: fast for thousands of runs)."""
+    segs = []
+    for _, one in df.groupby("seed", sort=False):
+        xs, ys = one[x].to_numpy(float), one[y].to_numpy(float)
+        ok = _positive(xs, ys)
+        if ok.sum() > 1:
+            segs.append(_thin(xs[ok], ys[ok]))
+    if segs:
+        ax.add_collection(LineCollection(segs, colors=[color], linewidths=0.6, alpha=alpha))
+        ax.update_datalim(np.concatenate(segs))
+        ax.autoscale_view()
+
+
+def binned_mean(df: pd.DataFrame, x: str, y: str, bins: int = BINS) -> tuple[np.ndarray, ...]:
+    """Mean of y in log-spaced bins of x over all seeds (display only; see module doc)."""
+    xs, ys = df[x].to_numpy(float), df[y].to_numpy(float)
+    ok = _positive(xs, ys)
+    xs, ys = xs[ok], ys[ok]
+    if len(xs) < 2:
+        return xs, ys
+    edges = np.geomspace(xs.min(), xs.max() * (1 + 1e-12), bins + 1)
+    which = np.clip(np.searchsorted(edges, xs, side="right") - 1, 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    xm = np.exp(np.bincount(which, np.log(xs), bins) / np.maximum(count, 1))
+    ym = np.bincount(which, ys, bins) / np.maximum(count, 1)
+    return xm[count > 0], ym[count > 0]
+
+
+def _loglog(ax, xlabel: str, ylabel: str) -> None:
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+
+
+def _window(result: GroupResult) -> tuple[float, float] | None:
+    w = result.choices.get("window")
+    return (float(w[0]), float(w[1])) if w is not None else None
+
+
+def _used(result: GroupResult) -> pd.DataFrame:
+    per_P = result.per_P
+    return per_P[per_P["used"].astype(bool)] if "used" in per_P else per_P
+
+
+# --- deep groups (and any group): Fig. 3, 4, 11, 12 ----------------------------------------
+
+
+def fig_curves(curves: pd.DataFrame, result: GroupResult) -> Figure:
+    """Fig. 3: eps against lambda(t) for every P; seed mean bold, each seed faint."""
+    fig, ax = plt.subplots(figsize=FIGSIZE, constrained_layout=True)
+    colors = PColors(curves["P"].unique())
+    for P, df in curves.groupby("P"):
+        faint_seeds(ax, df, "lambda", "test_error", colors(P))
+        ax.plot(*binned_mean(df, "lambda", "test_error"), color=colors(P), lw=1.6)
+    _loglog(ax, r"norm $\lambda(t)$", r"test error $\epsilon$")
+    ax.set_title(f"{result.group}: learning curves (Fig. 3)", fontsize=9)
+    colors.colorbar(fig, ax)
+    return fig
+
+
+def _collapse_axes(ax, curves: pd.DataFrame, result: GroupResult, colors: PColors) -> None:
+    """Master curve eps/eps_opt vs lambda/lambda_opt (Eq. 4) with the Eq. 2 fit in its window."""
+    mc = master_curve(curves, result.per_P)
+    used = set(_used(result)["P"])
+    for P, df in mc.groupby("P"):
+        faint_seeds(ax, df, "x", "y", colors(P), alpha=0.12 if P in used else 0.05)
+        ax.plot(*binned_mean(df, "x", "y"), color=colors(P), lw=1.4, alpha=1 if P in used else 0.4)
+    window = _window(result)
+    if window is not None and np.isfinite(result.gamma1.value):
+        x = np.geomspace(*window, 50)
+        y = power_law(x, result.k1.value, result.gamma1.value, result.q1.value)
+        label = rf"Eq. 2 fit: $\gamma_1$ = {result.gamma1.value:.3g}"
+        ax.plot(x, y, "k--", lw=1.5, label=label)
+        for edge in window:
+            ax.axvline(edge, color="0.5", lw=0.6, ls=":")
+        ax.legend(loc="best", fontsize=8)
+    ax.axvline(1.0, color="0.7", lw=0.6)
+    _loglog(ax, r"$\lambda/\lambda_{opt}$", r"$\epsilon/\epsilon_{opt}$")
+
+
+def fig_collapse(curves: pd.DataFrame, result: GroupResult) -> Figure:
+    """Fig. 4: the collapse; P below P_min (not used in the fits) are drawn faded."""
+    fig, ax = plt.subplots(figsize=FIGSIZE, constrained_layout=True)
+    colors = PColors(curves["P"].unique())
+    _collapse_axes(ax, curves, result, colors)
+    quality = ", ".join(f"{k}={v:.3g}" for k, v in result.collapse.items() if _is_number(v))
+    ax.set_title(f"{result.group}: collapse (Fig. 4)\n{quality}", fontsize=8)
+    colors.colorbar(fig, ax)
+    return fig
+
+
+def fig_fits(curves: pd.DataFrame, result: GroupResult) -> Figure:
+    """Fig. 11: left the gamma1 fit on the collapse, right lambda_opt(P) with the Eq. 3 fit."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    colors = PColors(curves["P"].unique())
+    _collapse_axes(left, curves, result, colors)
+    left.set_title(rf"$\gamma_1$ = {_fmt(result.gamma1)}", fontsize=9)
+    _opt_axes(right, result, "lambda_opt", colors)
+    if np.isfinite(result.gamma2.value):
+        P = np.geomspace(result.per_P["P"].min(), result.per_P["P"].max(), 50)
+        y = power_law(P, result.k2.value, -result.gamma2.value, result.q2.value)
+        right.plot(P, y, "k--", lw=1.4)
+    right.set_ylabel(r"$\lambda_{opt}$")
+    right.set_title(rf"$\gamma_2$ = {_fmt(result.gamma2)}  (Eq. 3)", fontsize=9)
+    fig.suptitle(f"{result.group}: exponent fits (Fig. 11)", fontsize=9)
+    return fig
+
+
+def fig_eps_opt(result: GroupResult) -> Figure:
+    """Fig. 12: eps_opt(P) measured (its fit k P^-gamma_meas + q) against the prediction.
+
+    As in the paper, only the predicted exponent gamma_pred is known, so its line is anchored
+    at the geometric mean of the used points.
+    """
+    fig, ax = plt.subplots(figsize=FIGSIZE, constrained_layout=True)
+    colors = PColors(result.per_P["P"])
+    _opt_axes(ax, result, "eps_opt", colors)
+    used = _used(result)
+    used = used[_positive(used["P"].to_numpy(float), used["eps_opt"].to_numpy(float))]
+    P = np.geomspace(result.per_P["P"].min(), result.per_P["P"].max(), 50)
+    meas, pred = result.gamma_meas, result.gamma_pred
+    if result.k_meas is not None and np.isfinite(meas.value):
+        q = result.q_meas.value if result.q_meas is not None else 0.0
+        y = power_law(P, result.k_meas.value, meas.value, q)
+        ax.plot(P, y, "k-", lw=1.3, label=rf"measured $\gamma_{{meas}}$ = {_fmt(meas)}")
+    if len(used) and np.isfinite(pred.value):
+        P0 = float(np.exp(np.log(used["P"]).mean()))
+        e0 = float(np.exp(np.log(used["eps_opt"]).mean()))
+        label = rf"predicted $\gamma_{{pred}}$ = {_fmt(pred)}"
+        ax.plot(P, e0 * (P / P0) ** -pred.value, "r--", lw=1.3, label=label)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    ax.set_ylabel(r"$\epsilon_{opt}$")
+    ax.set_title(f"{result.group}: measured vs predicted (Fig. 12)", fontsize=9)
+    return fig
+
+
+def _opt_axes(ax, result: GroupResult, col: str, colors: PColors) -> None:
+    """Points of lambda_opt or eps_opt against P with their bootstrap intervals as error bars."""
+    per_P = result.per_P
+    for _, row in per_P.iterrows():
+        y = row[col]
+        lo, hi = row.get(f"{col}_lo", np.nan), row.get(f"{col}_hi", np.nan)
+        yerr = [[max(y - lo, 0)], [max(hi - y, 0)]] if np.isfinite(lo) and np.isfinite(hi) else None
+        used = bool(row.get("used", True))
+        ax.errorbar(
+            row["P"],
+            y,
+            yerr=yerr,
+            fmt="o" if used else "x",
+            color=colors(row["P"]),
+            alpha=1.0 if used else 0.45,
+            capsize=2,
+            ms=5,
+        )
+    p_min = result.choices.get("p_min")
+    if p_min is not None:
+        ax.axvline(float(p_min), color="0.6", ls=":", lw=0.8)
+    _loglog(ax, "P", col)
+
+
+# --- perceptron sweeps: Fig. 1, 2, 8 -------------------------------------------------------
+
+
+def _nearest(values, target: float) -> float:
+    values = np.asarray(sorted(set(values)), dtype=float)
+    return float(values[np.argmin(np.abs(np.log(values / target)))])
+
+
+def _baselines(theory: pd.DataFrame, alpha: float) -> dict[str, float]:
+    row = theory[theory["alpha"] == alpha]
+    names = {"eps_hebb": "Hebb", "eps_bayes": "Bayes-optimal", "eps_maxstab": "max-stability"}
+    return {label: float(row[c].iloc[0]) for c, label in names.items() if c in row and len(row)}
+
+
+def fig_trajectories(
+    train: pd.DataFrame, theory: pd.DataFrame | None, alpha0: float = 5.0
+) -> Figure:
+    """Fig. 1: free-norm training trajectories eps(lambda(t)) over the fixed-norm theory.
+
+    Left, at the alpha nearest alpha0 (the paper uses 5): each seed's trajectory coloured by
+    epoch, the theory curve, and the Hebb / Bayes-optimal / max-stability errors. Right, every
+    alpha: theory solid, training (seed mean) dashed, on one alpha colour scale.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    alpha = _nearest(train["P"], alpha0)
+    one = train[train["P"] == alpha]
+    time = plt.Normalize(one["epoch"].min(), one["epoch"].max())
+    for _, df in one.groupby("seed"):
+        xy = df[["lambda", "test_error"]].to_numpy(float)
+        xy = xy[_positive(xy[:, 0], xy[:, 1])]
+        segs = np.stack([xy[:-1], xy[1:]], axis=1)
+        lc = LineCollection(segs, cmap="plasma", norm=time, linewidths=1.2)
+        lc.set_array(df["epoch"].to_numpy(float)[: len(segs)])
+        left.add_collection(lc)
+        left.update_datalim(xy)
+    left.autoscale_view()
+    fig.colorbar(plt.cm.ScalarMappable(norm=time, cmap="plasma"), ax=left, label="epoch")
+    all_alphas = set(train["P"])
+    if theory is not None:
+        all_alphas |= set(theory["alpha"])
+        ta = _nearest(theory["alpha"], alpha)
+        th = theory[(theory["alpha"] == ta) & theory.get("converged", True)]
+        left.plot(
+            th["lambda"], th["epsilon"], color="tab:blue", lw=2, label=f"fixed norm, α={ta:g}"
+        )
+        for (label, eps), ls in zip(
+            _baselines(theory, ta).items(), ("--", "-.", ":"), strict=False
+        ):
+            left.axhline(eps, color="0.3", ls=ls, lw=1, label=label)
+    left.legend(fontsize=7, loc="lower left")
+    _loglog(left, r"$\lambda$", r"$\epsilon$")
+    left.set_title(f"free norm, α = {alpha:g} (Fig. 1, left)", fontsize=9)
+
+    colors = PColors(all_alphas, label=r"$\alpha$")
+    if theory is not None:
+        for a, th in theory.groupby("alpha"):
+            th = th[th["converged"].astype(bool)] if "converged" in th else th
+            right.plot(th["lambda"], th["epsilon"], color=colors(a), lw=1.5)
+    for a, df in train.groupby("P"):
+        right.plot(*binned_mean(df, "lambda", "test_error"), color=colors(a), lw=1.2, ls="--")
+    _loglog(right, r"$\lambda$", r"$\epsilon$")
+    right.set_title("theory (solid) vs training (dashed) (Fig. 1, right)", fontsize=9)
+    colors.colorbar(fig, right)
+    return fig
+
+
+def fig_relative(theory: pd.DataFrame, result: GroupResult) -> Figure:
+    """Fig. 2: eps/eps_0 vs lambda with optimum stars; the collapse with two insets.
+
+    eps_0 is the Hebb error at each alpha (the theory table's eps_hebb); the optima are the
+    fit's per-alpha estimates for the theory group, the insets show lambda_opt(alpha) and the
+    relative eps_opt(alpha) with the fitted (gamma2) and predicted (gamma1 gamma2) laws.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    th = theory[theory["converged"].astype(bool)] if "converged" in theory else theory
+    colors = PColors(th["alpha"].unique(), label=r"$\alpha$")
+    eps0 = th.groupby("alpha")["eps_hebb"].first()
+    opt = result.per_P.set_index("P")
+    for a, df in th.groupby("alpha"):
+        left.plot(df["lambda"], df["epsilon"] / eps0[a], color=colors(a), lw=1.4)
+        if a in opt.index:
+            left.plot(
+                opt.loc[a, "lambda_opt"],
+                opt.loc[a, "eps_opt"] / eps0[a],
+                "*",
+                color=colors(a),
+                ms=11,
+                mec="k",
+                mew=0.5,
+            )
+    _loglog(left, r"$\lambda$", r"$\epsilon/\epsilon_0$")
+    left.set_title(
+        r"relative error, stars at $(\lambda_{opt}, \hat\epsilon_{opt})$ (Fig. 2)", fontsize=9
+    )
+    curves = pd.DataFrame(
+        {
+            "group": result.group,
+            "P": th["alpha"],
+            "seed": 0,
+            "epoch": 0.0,
+            "lambda": th["lambda"],
+            "test_error": th["epsilon"],
+        }
+    )
+    _collapse_axes(right, curves, result, colors)
+    right.set_title("collapse (Fig. 2, right)", fontsize=9)
+    colors.colorbar(fig, right)
+
+    per = opt[opt.index.isin(eps0.index)]
+    a = per.index.to_numpy(float)
+    for slot, y, gamma, name in (
+        (
+            [0.62, 0.62, 0.34, 0.3],
+            per["lambda_opt"].to_numpy(float),
+            result.gamma2.value,
+            r"\lambda_{opt}",
+        ),
+        (
+            [0.12, 0.12, 0.34, 0.3],
+            (per["eps_opt"] / eps0[per.index]).to_numpy(float),
+            -result.gamma_pred.value,
+            r"\hat\epsilon_{opt}",
+        ),
+    ):
+        inset = right.inset_axes(slot)
+        inset.loglog(a, y, "o", ms=3, color="k")
+        ok = _positive(a, y)
+        if ok.any() and np.isfinite(gamma):
+            a0, y0 = np.exp(np.log(a[ok]).mean()), np.exp(np.log(y[ok]).mean())
+            inset.loglog(a, y0 * (a / a0) ** gamma, "r--", lw=1)
+        inset.set_title(rf"${name}(\alpha)$, slope {gamma:+.2f}", fontsize=7)
+        inset.tick_params(labelsize=6)
+    return fig
+
+
+def fig_local_slope(theory: pd.DataFrame) -> Figure:
+    """Fig. 8: d log eps / d log lambda of the theory curves, with the -1/2 asymptote."""
+    fig, ax = plt.subplots(figsize=FIGSIZE, constrained_layout=True)
+    th = theory[theory["converged"].astype(bool)] if "converged" in theory else theory
+    colors = PColors(th["alpha"].unique(), label=r"$\alpha$")
+    for a, df in th.groupby("alpha"):
+        df = df.sort_values("lambda")
+        df = df[_positive(df["lambda"].to_numpy(float), df["epsilon"].to_numpy(float))]
+        if len(df) < 3:
+            continue
+        slope = np.gradient(np.log(df["epsilon"]), np.log(df["lambda"]))
+        ax.plot(df["lambda"], slope, color=colors(a), lw=1.4)
+    ax.axhline(-0.5, color="red", ls="--", lw=1.2, label="-1/2")
+    ax.axhline(0.0, color="k", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel(r"$\lambda$")
+    ax.set_ylabel(r"$d\log\epsilon / d\log\lambda$")
+    ax.legend(fontsize=8)
+    ax.set_title("local slope of the theory curves (Fig. 8)", fontsize=9)
+    colors.colorbar(fig, ax)
+    return fig
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+
+
+def _fmt(est) -> str:
+    if est.ci is None or not np.all(np.isfinite(est.ci)):
+        return f"{est.value:.3g}"
+    return f"{est.value:.3g} [{est.ci[0]:.3g}, {est.ci[1]:.3g}]"
+
+
+def save(fig: Figure, path) -> None:
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,531 @@
+"""`python -m analysis.report`: exponents with bootstrap intervals, collapse, figures, tables.
+
+    python -m analysis.report                         # the latest sweep in ./mlflow.db
+    python -m analysis.report --experiment NAME       # a named sweep (MLflow experiment)
+    python -m analysis.report --curves curves.csv     # a tidy file: group?, P, seed, lambda,
+                                                      #   test_error, epoch?
+
+Writes into --out (default reports/<name>/): report.html (self-contained, figures embedded
+as base64 PNG), report.md, the figures as PNG, and results.json
+`{"groups": [GroupResult.to_dict(), ...], "config": {...}, "versions": {...},
+"perceptron": [...]}`. For an MLflow sweep the same files are logged as artifacts of a new
+run tagged kind=report in the sweep's experiment. Bad input exits with code 2 and one line
+on stderr, before any computation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.io import THEORY_GROUP, InputError, Sweep, load_curves_file, load_mlflow
+from common import names as N
+
+# The fixed-norm perceptron's exponents (paper, Sec. 2 and Appendix D), for the comparison.
+PERCEPTRON_TRUTH = {"gamma1": 0.5, "gamma2": 1.0}
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m analysis.report",
+        description="Fit the dynamical scaling exponents (gamma1, gamma2, gamma_pred, gamma_meas) "
+        "with seed-bootstrap intervals, measure the collapse, draw the paper's figures, and "
+        "write report.html, report.md, results.json and PNGs. Default input: the latest sweep "
+        "in the default MLflow store.",
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--experiment", help="MLflow experiment (sweep) name; default: the latest")
+    src.add_argument(
+        "--curves",
+        help="tidy curves file (.csv/.parquet): group?, P, seed, lambda, test_error, epoch?",
+    )
+    p.add_argument("--out", help="output directory (default: reports/<name>/)")
+    p.add_argument(
+        "--tracking-uri",
+        help=f"MLflow tracking URI (default: $MLFLOW_TRACKING_URI or {N.DEFAULT_TRACKING_URI})",
+    )
+    p.add_argument(
+        "--norm",
+        help="logged norm used as lambda (default: "
+        f"{N.NORM_SPECTRAL_COMPLEXITY} for deep runs, {N.NORM_PERCEPTRON} for "
+        "perceptrons)",
+    )
+    p.add_argument("--p-min", type=float, help="smallest P used in the fits (default: automatic)")
+    p.add_argument(
+        "--window",
+        help="early power-law window LO,HI in units of lambda/lambda_opt (default: automatic)",
+    )
+    p.add_argument(
+        "--paper-mode",
+        action="store_true",
+        help="the paper's Appendix F procedure: no offsets, seed-averaged curves",
+    )
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--ci", choices=("bca", "percentile"), default="bca", help="interval type")
+    p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
+    p.add_argument("--n-jobs", type=int, default=1, help="worker processes for the bootstrap")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--no-log",
+        action="store_true",
+        help="do not log the report back to MLflow as a kind=report run",
+    )
+    return p.parse_args(argv)
+
+
+def choices_from_args(args: argparse.Namespace):
+    """Validate the analysis options (InputError on bad values) and build fit.Choices."""
+    from analysis.fit import Choices
+
+    window = None
+    if args.window is not None:
+        try:
+            lo, hi = (float(v) for v in args.window.split(","))
+        except ValueError:
+            raise InputError(f"--window must be LO,HI (two numbers), got {args.window!r}") from None
+        if not (0 < lo < hi and math.isfinite(hi)):
+            raise InputError(f"--window needs 0 < LO < HI, got {args.window!r}")
+        window = (lo, hi)
+    if args.p_min is not None and not (args.p_min > 0 and math.isfinite(args.p_min)):
+        raise InputError(f"--p-min must be a positive number, got {args.p_min}")
+    if args.n_boot < 0:
+        raise InputError(f"--n-boot must be >= 0, got {args.n_boot}")
+    if not 0 < args.level < 1:
+        raise InputError(f"--level must be in (0, 1), got {args.level}")
+    if args.n_jobs < 1:
+        raise InputError(f"--n-jobs must be >= 1, got {args.n_jobs}")
+    if args.curves and (args.norm or args.tracking_uri):
+        raise InputError("--norm and --tracking-uri apply to MLflow input, not to --curves")
+    return Choices(
+        p_min=args.p_min,
+        window=window,
+        paper_mode=args.paper_mode,
+        n_boot=args.n_boot,
+        ci=args.ci,
+        level=args.level,
+        seed=args.seed,
+        n_jobs=args.n_jobs,
+    )
+
+
+def load(args: argparse.Namespace) -> Sweep:
+    if args.curves:
+        return load_curves_file(args.curves)
+    return load_mlflow(args.experiment, args.tracking_uri, args.norm, progress=not args.no_progress)
+
+
+def default_out(name: str) -> Path:
+    return Path("reports") / re.sub(r"[^\w.-]+", "_", name).strip("_")
+
+
+# --- the report ----------------------------------------------------------------------------
+
+
+def run_report(sweep: Sweep, choices, out: Path, progress: bool = True) -> dict:
+    """Fit every group, draw the figures and write all report files; return results.json."""
+    from analysis import figures
+    from analysis.fit import analyse
+
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    n_groups = sweep.curves["group"].nunique()
+    say(f"fitting {n_groups} group(s), {choices.n_boot} bootstrap resamples each", progress)
+    results = analyse(sweep.curves, choices, progress=progress)
+    t_fit = time.perf_counter() - t0
+
+    say("drawing figures", progress)
+    figures.setup()
+    figs = draw_figures(sweep, results, out)
+    comparison = perceptron_comparison(results)
+    doc = {
+        "groups": [r.to_dict() for r in results],
+        "config": {
+            "source": sweep.source,
+            "name": sweep.name,
+            "kind": sweep.kind,
+            "choices": _plain(asdict(choices)),
+            "rows": int(len(sweep.curves)),
+            "fit_seconds": round(t_fit, 2),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+        "versions": versions(),
+        "perceptron": comparison,
+    }
+    (out / "results.json").write_text(json.dumps(_plain(doc), indent=2, allow_nan=False))
+    blocks = report_blocks(sweep, results, comparison, figs)
+    (out / "report.md").write_text(render_md(blocks))
+    (out / "report.html").write_text(
+        render_html(blocks, out, title=f"Scaling report: {sweep.name}")
+    )
+    return doc
+
+
+def draw_figures(sweep: Sweep, results: list, out: Path) -> list[tuple[str, str]]:
+    """Write every figure as PNG; return (file name, caption) in report order."""
+    from analysis import figures
+
+    made: list[tuple[str, str]] = []
+
+    def save(fig, stem: str, caption: str) -> None:
+        figures.save(fig, out / f"{stem}.png")
+        made.append((f"{stem}.png", caption))
+
+    by_group = {r.group: r for r in results}
+    train = sweep.curves[sweep.curves["group"] != THEORY_GROUP]
+    if sweep.kind in (N.KIND_PERCEPTRON, "mixed") and sweep.theory is not None:
+        perceptron_groups = [g for g in by_group if g.startswith("perceptron|")] or list(by_group)
+        first = train[train["group"] == perceptron_groups[0]]
+        if len(first):
+            save(
+                figures.fig_trajectories(first, sweep.theory),
+                "fig1_trajectories",
+                "Fig. 1: free-norm training trajectories over the fixed-norm theory",
+            )
+        if THEORY_GROUP in by_group:
+            save(
+                figures.fig_relative(sweep.theory, by_group[THEORY_GROUP]),
+                "fig2_relative",
+                "Fig. 2: relative error eps/eps_0 with optima; collapse with insets",
+            )
+        save(
+            figures.fig_local_slope(sweep.theory),
+            "fig8_local_slope",
+            "Fig. 8: local slope of the theory curves",
+        )
+    for i, r in enumerate(results):
+        curves = sweep.curves[sweep.curves["group"] == r.group]
+        stem = f"g{i}_{re.sub(r'[^A-Za-z0-9]+', '_', r.group).strip('_')}"
+        save(figures.fig_curves(curves, r), f"{stem}_fig3_curves", f"Fig. 3 ({r.group})")
+        save(figures.fig_collapse(curves, r), f"{stem}_fig4_collapse", f"Fig. 4 ({r.group})")
+        save(figures.fig_fits(curves, r), f"{stem}_fig11_fits", f"Fig. 11 ({r.group})")
+        save(figures.fig_eps_opt(r), f"{stem}_fig12_eps_opt", f"Fig. 12 ({r.group})")
+    return made
+
+
+def perceptron_comparison(results: list) -> list[dict]:
+    """gamma1, gamma2 of the theory and of perceptron training against 1/2 and 1."""
+    rows = []
+    for r in results:
+        if r.group != THEORY_GROUP and not r.group.startswith("perceptron|"):
+            continue
+        for name, truth in PERCEPTRON_TRUTH.items():
+            est = getattr(r, name)
+            ci = list(est.ci) if est.ci is not None else None
+            rows.append(
+                {
+                    "group": r.group,
+                    "exponent": name,
+                    "value": est.value,
+                    "ci": ci,
+                    "expected": truth,
+                    "rel_dev": (est.value - truth) / truth,
+                    "expected_in_ci": bool(ci[0] <= truth <= ci[1]) if ci else None,
+                }
+            )
+    return rows
+
+
+# --- rendering: one list of blocks, two formats --------------------------------------------
+
+
+def _est(e) -> str:
+    if not np.isfinite(e.value):
+        return "n/a"
+    if e.ci is None or not np.all(np.isfinite(e.ci)):
+        return f"{e.value:.3g} (no CI)"
+    return f"{e.value:.3g} [{e.ci[0]:.3g}, {e.ci[1]:.3g}]"
+
+
+def _num(v, fmt: str = ".3g") -> str:
+    return format(v, fmt) if isinstance(v, (int, float)) and np.isfinite(v) else "n/a"
+
+
+def report_blocks(sweep: Sweep, results: list, comparison: list[dict], figs) -> list[tuple]:
+    """The report as blocks: (h1|h2|p, text), (table, header, rows), (img, file, caption)."""
+    level = results[0].choices.get("level", 0.95) if results else 0.95
+    blocks: list[tuple] = [
+        ("h1", f"Scaling report: {sweep.name}"),
+        (
+            "p",
+            f"Source: {_describe_source(sweep.source)}. {len(results)} group(s). Intervals: "
+            f"{int(level * 100)}% bootstrap over seeds, stratified by P.",
+        ),
+        ("h2", "Table 1: predicted vs measured exponent of eps_opt(P)"),
+        (
+            "table",
+            [
+                "group",
+                "gamma_pred = gamma1 gamma2",
+                "gamma_meas",
+                "difference",
+                "sigma (se of difference)",
+            ],
+            [
+                [
+                    r.group,
+                    _est(r.gamma_pred),
+                    _est(r.gamma_meas),
+                    _est(r.gamma_diff),
+                    _num(r.gamma_diff.se),
+                ]
+                for r in results
+            ],
+        ),
+        ("h2", "Table 2: exponents of the two dynamical laws (Eq. 2, 3)"),
+        (
+            "table",
+            ["group", "gamma1", "se", "gamma2", "se", "q1", "q2", "P used", "seeds/P"],
+            [
+                [
+                    r.group,
+                    _est(r.gamma1),
+                    _num(r.gamma1.se),
+                    _est(r.gamma2),
+                    _num(r.gamma2.se),
+                    _num(r.q1.value),
+                    _num(r.q2.value),
+                    str(r.n_P),
+                    _seeds(r.seeds_per_P),
+                ]
+                for r in results
+            ],
+        ),
+        ("h2", "Choices and collapse quality"),
+        (
+            "table",
+            ["group", "P_min", "window (lambda/lambda_opt)", "collapse", "flags"],
+            [
+                [
+                    r.group,
+                    _num(r.choices.get("p_min")),
+                    _window(r.choices.get("window")),
+                    _collapse(r.collapse),
+                    "; ".join(r.flags) or "none",
+                ]
+                for r in results
+            ],
+        ),
+    ]
+    if comparison:
+        blocks += [
+            ("h2", "Perceptron: exponents against gamma1 = 1/2, gamma2 = 1"),
+            (
+                "p",
+                "For perceptrons gamma_pred = gamma1 gamma2 predicts the relative error "
+                "eps/eps_0 (eps_0: Hebb, ~ alpha^-1/2), so the raw eps_opt(alpha) in Table 1 "
+                "is expected to fall one half faster (Bayes-optimal ~ 0.442/alpha). P is "
+                "alpha = P/N for perceptron runs.",
+            ),
+            (
+                "table",
+                [
+                    "group",
+                    "exponent",
+                    "estimate",
+                    "expected",
+                    "relative deviation",
+                    "expected inside CI",
+                ],
+                [
+                    [
+                        c["group"],
+                        c["exponent"],
+                        _est_row(c),
+                        f"{c['expected']:g}",
+                        f"{c['rel_dev']:+.1%}" if np.isfinite(c["rel_dev"]) else "n/a",
+                        {True: "yes", False: "no", None: "no CI"}[c["expected_in_ci"]],
+                    ]
+                    for c in comparison
+                ],
+            ),
+        ]
+    blocks.append(("h2", "Figures"))
+    blocks += [("img", f, caption) for f, caption in figs]
+    return blocks
+
+
+def _est_row(c: dict) -> str:
+    if c["ci"] is None:
+        return f"{c['value']:.4g} (no CI)"
+    return f"{c['value']:.4g} [{c['ci'][0]:.4g}, {c['ci'][1]:.4g}]"
+
+
+def _seeds(s) -> str:
+    if isinstance(s, dict):
+        vals = sorted(set(s.values()))
+        return str(vals[0]) if len(vals) == 1 else f"{min(vals)}-{max(vals)}"
+    return str(s)
+
+
+def _window(w) -> str:
+    return f"[{w[0]:.3g}, {w[1]:.3g}]" if w is not None else "n/a"
+
+
+def _collapse(c: dict) -> str:
+    return ", ".join(f"{k}={_num(v)}" for k, v in c.items() if isinstance(v, (int, float)))
+
+
+def _describe_source(src: dict) -> str:
+    if src.get("type") == "mlflow":
+        return (
+            f"MLflow experiment {src['experiment']!r} at {src['tracking_uri']} "
+            f"({src['trial_runs']} trial runs, {src['runs_without_curves']} without curves)"
+        )
+    return f"file {src.get('path')}"
+
+
+def render_md(blocks: list[tuple]) -> str:
+    lines = []
+    for b in blocks:
+        if b[0] in ("h1", "h2"):
+            lines += ["#" * int(b[0][1]) + " " + b[1], ""]
+        elif b[0] == "p":
+            lines += [b[1], ""]
+        elif b[0] == "table":
+            cells = lambda row: "| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |"  # noqa: E731
+            lines += [cells(b[1]), "|" + "---|" * len(b[1])] + [cells(r) for r in b[2]] + [""]
+        elif b[0] == "img":
+            lines += [f"![{b[2]}]({b[1]})", ""]
+    return "\n".join(lines)
+
+
+def render_html(blocks: list[tuple], out: Path, title: str) -> str:
+    import base64
+    import html
+
+    esc = html.escape
+    body = []
+    for b in blocks:
+        if b[0] in ("h1", "h2", "p"):
+            body.append(f"<{b[0]}>{esc(b[1])}</{b[0]}>")
+        elif b[0] == "table":
+            head = "".join(f"<th>{esc(h)}</th>" for h in b[1])
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in b[2]
+            )
+            body.append(f"<table><tr>{head}</tr>{rows}</table>")
+        elif b[0] == "img":
+            data = base64.b64encode((out / b[1]).read_bytes()).decode()
+            body.append(
+                f'<figure><img src="data:image/png;base64,{data}" alt="{esc(b[2])}">'
+                f"<figcaption>{esc(b[2])}</figcaption></figure>"
+            )
+    style = (
+        "body{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:1em 0;font-size:90%}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f3f3f3}"
+        "img{max-width:100%}figure{margin:1.5em 0}"
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
+        f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    )
+
+
+# --- provenance ----------------------------------------------------------------------------
+
+
+def versions() -> dict:
+    """Python, the numeric stack and MLflow (from package metadata: no import), git commit."""
+    out = {"python": sys.version.split()[0]}
+    for pkg in ("numpy", "scipy", "pandas", "statsmodels", "seaborn", "matplotlib", "mlflow"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    try:
+        out["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        out["git_commit"] = None
+    return out
+
+
+def _plain(x):
+    """JSON-safe: numpy scalars to Python, tuples to lists, non-finite floats to None."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in x]
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x) if np.isfinite(x) else None
+    if isinstance(x, (np.bool_,)):
+        return bool(x)
+    if isinstance(x, pd.Timestamp):
+        return x.isoformat()
+    return x
+
+
+def log_to_mlflow(sweep: Sweep, out: Path, doc: dict) -> str:
+    """Log the report files as artifacts of a kind=report run in the sweep's experiment."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(sweep.tracking_uri)
+    tags = {N.TAG_KIND: N.KIND_REPORT, N.TAG_SWEEP: sweep.name}
+    run = client.create_run(sweep.experiment_id, tags=tags, run_name="report")
+    rid = run.info.run_id
+    for key, value in doc["config"]["choices"].items():
+        client.log_param(rid, key, value)
+    for g in doc["groups"]:
+        name = re.sub(r"[^\w\-. /:]", "_", g["group"])
+        for exp in ("gamma1", "gamma2", "gamma_pred", "gamma_meas"):
+            value = g.get(exp, {}).get("value")
+            if value is not None:
+                client.log_metric(rid, f"{exp}/{name}", value)
+    client.log_artifacts(rid, str(out))
+    client.set_terminated(rid)
+    return rid
+
+
+def say(msg: str, progress: bool) -> None:
+    if progress:
+        print(f"[analysis.report] {msg}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    progress = not args.no_progress
+    try:
+        choices = choices_from_args(args)
+        sweep = load(args)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else default_out(sweep.name)
+    say(
+        f"{sweep.name}: {len(sweep.curves):,} rows, {sweep.curves['group'].nunique()} group(s)",
+        progress,
+    )
+    doc = run_report(sweep, choices, out, progress=progress)
+    if sweep.source.get("type") == "mlflow" and not args.no_log:
+        rid = log_to_mlflow(sweep, out, doc)
+        say(f"logged to MLflow run {rid} (kind=report)", progress)
+    print(f"report written to {out / 'report.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

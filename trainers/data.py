@@ -1,0 +1,116 @@
+"""Datasets as in-memory tensors (Appendix G): MNIST, CIFAR-10/100 via torchvision, digits.
+
+- `digits`: scikit-learn's embedded 8x8 handwritten digits (1797 images, no download), kept
+  at 1x8x8, split once into 1397 train / 400 test, stratified, with a fixed seed (0).
+- `mnist`, `cifar10`, `cifar100`: torchvision's own loaders, downloaded once per node into
+  `data_root` under a file lock (several trials on one node start together).
+Images are scaled to [0, 1] and standardised per channel with the *training set's* mean and
+std. Nothing is augmented: not the training set by default, never the test set.
+The random training subset of size P is drawn from the trial's seed (`subset_indices`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+N_CLASSES = {"digits": 10, "mnist": 10, "cifar10": 10, "cifar100": 100}
+DIGITS_TEST_SIZE = 400  # 1797 - 400 = 1397 training images (trainers/config.py)
+DIGITS_SPLIT_SEED = 0
+
+
+@dataclass(frozen=True)
+class Dataset:
+    x_train: torch.Tensor  # (n_train, C, H, W) float32, standardised
+    y_train: torch.Tensor  # (n_train,) int64
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    n_classes: int
+
+    @property
+    def in_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])
+
+
+# -----------------------------------------------------------------------------
+# Raw loaders: uint8-range images (n, C, H, W) and integer labels
+
+
+def _load_digits() -> tuple[np.ndarray, ...]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = (d.images[:, None, :, :] * (255.0 / 16.0)).astype(np.float32)  # 0..16 -> 0..255
+    return tuple(
+        train_test_split(
+            x,
+            d.target,
+            test_size=DIGITS_TEST_SIZE,
+            stratify=d.target,
+            random_state=DIGITS_SPLIT_SEED,
+        )
+    )  # x_train, x_test, y_train, y_test
+
+
+def _load_torchvision(name: str, root: str) -> tuple[np.ndarray, ...]:
+    from filelock import FileLock
+    from torchvision import datasets
+
+    cls = {"mnist": datasets.MNIST, "cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}
+    os.makedirs(root, exist_ok=True)
+    # One download per node: the first trial downloads, the others wait here, then find it.
+    with FileLock(os.path.join(root, f".{name}.lock")):
+        train = cls[name](root, train=True, download=True)
+        test = cls[name](root, train=False, download=True)
+
+    def arrays(ds) -> tuple[np.ndarray, np.ndarray]:
+        x = np.asarray(ds.data, dtype=np.float32)
+        x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # MNIST (n,H,W); CIFAR NHWC
+        return x, np.asarray(ds.targets, dtype=np.int64)
+
+    (xtr, ytr), (xte, yte) = arrays(train), arrays(test)
+    return xtr, xte, ytr, yte
+
+
+@functools.lru_cache(maxsize=4)
+def load_dataset(name: str, root: str) -> Dataset:
+    """The whole dataset on the CPU, standardised with training-set statistics (cached)."""
+    if name == "digits":
+        xtr, xte, ytr, yte = _load_digits()
+    elif name in ("mnist", "cifar10", "cifar100"):
+        xtr, xte, ytr, yte = _load_torchvision(name, os.path.expanduser(root))
+    else:
+        raise ValueError(f"dataset: unknown deep-net dataset {name!r}")
+    xtr, xte = xtr / 255.0, xte / 255.0
+    mean = xtr.mean(axis=(0, 2, 3), keepdims=True)
+    std = xtr.std(axis=(0, 2, 3), keepdims=True) + 1e-8
+    t = functools.partial(torch.as_tensor, dtype=torch.float32)
+    return Dataset(
+        x_train=t((xtr - mean) / std),
+        y_train=torch.as_tensor(ytr, dtype=torch.int64),
+        x_test=t((xte - mean) / std),
+        y_test=torch.as_tensor(yte, dtype=torch.int64),
+        n_classes=N_CLASSES[name],
+    )
+
+
+# -----------------------------------------------------------------------------
+# Training subsets
+
+
+def subset_indices(n_train: int, P: int, seed: int, nested: bool = False) -> np.ndarray:
+    """P distinct training indices drawn from the seed.
+
+    nested=False: the permutation depends on (seed, P), so trials at different P are
+    independent draws. nested=True: it depends on the seed alone and we take its first P
+    entries, so for one seed the subsets grow by inclusion as P grows.
+    """
+    if not 0 < P <= n_train:
+        raise ValueError(f"P: must be in [1, {n_train}], got {P}")
+    key = [int(seed)] if nested else [int(seed), int(P)]
+    return np.random.default_rng(key).permutation(n_train)[:P]

@@ -1,0 +1,191 @@
+"""One deep-net trial (Section 3, Appendix G): CNN / ResNet / ViT on digits, MNIST, CIFAR.
+
+airbench-style: the data lives on the device as tensors, an epoch is a loop over slices of a
+seeded permutation (no DataLoader), evaluation is one pass over the full test set in large
+batches under torch.inference_mode, and nothing is augmented. Cross-entropy loss; Adam,
+AdamW or SGD. At each logged epoch (trainers.config.logged_epochs) the record holds the
+train/test loss and error -- measured in eval mode on the P training examples and the full
+test set with the weights right after that epoch -- and the five norms of trainers/norms.py.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from common.names import EPOCH, TEST_ERROR, TEST_LOSS, TRAIN_ERROR, TRAIN_LOSS
+from trainers.config import TrialConfig, logged_epochs
+from trainers.data import load_dataset, subset_indices
+from trainers.models import build_model
+
+EVAL_BATCH = 2048  # examples per forward pass at evaluation (memory-bound, not a knob of SGD)
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> cuda if available, else cpu; asking for cuda without one is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' requested but no CUDA device is available")
+    return torch.device(device)
+
+
+def make_optimizer(cfg: TrialConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    raise ValueError(f"optimizer: unknown {cfg.optimizer!r}")
+
+
+class DeepTrainer:
+    """Trains cfg.model on a seeded P-subset of cfg.dataset; see the module docstring.
+
+    norms=False skips the norm computation (benchmarks measure its overhead this way).
+    """
+
+    def __init__(self, cfg: TrialConfig, norms: bool = True):
+        if cfg.kind != "deep":
+            raise ValueError(f"kind: DeepTrainer needs kind=deep, got {cfg.kind!r}")
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+
+        # --- data: the P-subset and the full test set, on the device
+        data = load_dataset(cfg.dataset, cfg.data_root)
+        n_train = data.x_train.shape[0]
+        self.indices = subset_indices(n_train, cfg.P, cfg.seed, cfg.nested_subsets)
+        idx = torch.as_tensor(self.indices)
+        self.x_train = data.x_train[idx].to(self.device)
+        self.y_train = data.y_train[idx].to(self.device)
+        self.x_test = data.x_test.to(self.device)
+        self.y_test = data.y_test.to(self.device)
+        self.in_shape = data.in_shape
+
+        # --- model and optimiser: the init is drawn on the CPU from the seed, so it does
+        # not depend on the device
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg, data.in_shape, data.n_classes).to(self.device)
+        self.opt = make_optimizer(cfg, self.model.parameters())
+        self.shuffle = torch.Generator().manual_seed(cfg.seed)  # epoch permutations
+
+        self.norms = None
+        if norms:
+            from trainers.norms import NormTracker
+
+            self.norms = NormTracker(self.model, data.in_shape, conv_mode=cfg.norm_conv)
+        self.epoch = 0
+        self.status = "running"
+        self._logged = set(logged_epochs(cfg))
+
+    # --- training and evaluation ------------------------------------------------------
+    def train_epoch(self) -> bool:
+        """One pass over the P examples in shuffled minibatches; False if a loss was not finite."""
+        self.model.train()
+        P, bs = self.cfg.P, self.cfg.batch_size
+        perm = torch.randperm(P, generator=self.shuffle).to(self.device)
+        finite = torch.ones((), dtype=torch.bool, device=self.device)
+        for i in range(0, P, bs):
+            j = perm[i : i + bs]
+            loss = F.cross_entropy(self.model(self.x_train[j]), self.y_train[j])
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            finite &= torch.isfinite(loss.detach())  # no host sync inside the loop
+        self.epoch += 1
+        return bool(finite)
+
+    @torch.inference_mode()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        """(mean cross-entropy, error rate) over all of (x, y), eval mode, no augmentation."""
+        self.model.eval()
+        loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        wrong = torch.zeros((), dtype=torch.int64, device=self.device)
+        for i in range(0, x.shape[0], EVAL_BATCH):
+            out = self.model(x[i : i + EVAL_BATCH]).float()
+            yb = y[i : i + EVAL_BATCH]
+            loss += F.cross_entropy(out, yb, reduction="sum").double()
+            wrong += (out.argmax(1) != yb).sum()
+        n = x.shape[0]
+        return loss.item() / n, wrong.item() / n
+
+    def record(self) -> dict[str, float]:
+        """The flat record of the current state (common.names keys)."""
+        train_loss, train_error = self.evaluate(self.x_train, self.y_train)
+        test_loss, test_error = self.evaluate(self.x_test, self.y_test)
+        rec = {
+            EPOCH: float(self.epoch),
+            TRAIN_LOSS: train_loss,
+            TRAIN_ERROR: train_error,
+            TEST_LOSS: test_loss,
+            TEST_ERROR: test_error,
+        }
+        if self.norms is not None:
+            rec.update({k: float(v) for k, v in self.norms(self.model).items()})
+        return rec
+
+    def run(self, report: Callable[[dict[str, float]], None]) -> str:
+        """Train from the current epoch to cfg.epochs, report(record) at each logged epoch.
+
+        Returns "completed", or "diverged" as soon as a training loss is NaN/inf (the records
+        already reported stand; no record is made of the diverged state).
+        """
+        while self.epoch < self.cfg.epochs:
+            if not self.train_epoch():
+                self.status = "diverged"
+                return self.status
+            if self.epoch in self._logged:
+                rec = self.record()
+                if not (math.isfinite(rec[TRAIN_LOSS]) and math.isfinite(rec[TEST_LOSS])):
+                    self.status = "diverged"
+                    return self.status
+                report(rec)
+        self.status = "completed"
+        return self.status
+
+    # --- checkpointing ----------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything run() needs to continue the same trajectory (torch.save-able)."""
+        d = {
+            "kind": "deep",
+            "config": self.cfg.model_dump(),
+            "epoch": self.epoch,
+            "indices": self.indices.copy(),
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "shuffle_rng": self.shuffle.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "norms": None if self.norms is None else self.norms.state_dict(),
+        }
+        if self.device.type == "cuda":
+            d["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return d
+
+    def load_state_dict(self, d: dict) -> None:
+        if d.get("kind") != "deep":
+            raise ValueError("checkpoint: not a deep-net checkpoint")
+        mine = self.cfg.model_dump()
+        diff = [
+            k
+            for k in ("model", "dataset", "P", "seed", "nested_subsets")
+            if d["config"][k] != mine[k]
+        ]
+        if diff or (d["indices"] != self.indices).any():
+            raise ValueError(
+                f"checkpoint: belongs to another trial (differs in {diff or 'subset'})"
+            )
+        self.epoch = int(d["epoch"])
+        self.model.load_state_dict(d["model"])
+        self.opt.load_state_dict(d["optimizer"])
+        self.shuffle.set_state(d["shuffle_rng"])
+        torch.set_rng_state(d["torch_rng"])
+        if "cuda_rng" in d and self.device.type == "cuda":
+            torch.cuda.set_rng_state(d["cuda_rng"], self.device)
+        if self.norms is not None and d.get("norms") is not None:
+            self.norms.load_state_dict(d["norms"])

@@ -112,6 +112,10 @@ class TuneSettings(_Strict):
     storage_path: str = "ray_results"  # relative paths resolve against the cwd
     max_failures: int = Field(default=3, ge=0)  # retries of a failed trial, from its checkpoint
     checkpoint_every: int = Field(default=1, gt=0)  # checkpoint every n-th logged epoch
+    # Tune snapshots its experiment state whenever a trial has made num_to_keep checkpoints
+    # since the last snapshot (so that no state points at a deleted checkpoint); keeping a
+    # few bounds disk use while keeping those forced snapshots rare.
+    num_to_keep: int = Field(default=5, gt=0)
     reuse_actors: bool = True
 
 

@@ -217,7 +217,7 @@ def run_sweep(
                     storage_path=str(path.parent),
                     callbacks=[logger],
                     failure_config=tune.FailureConfig(max_failures=cfg.tune.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.tune.num_to_keep),
                     verbose=verbose,
                 ),
             )

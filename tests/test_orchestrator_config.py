@@ -1,0 +1,168 @@
+"""Sweep config, presets, dry-run counts, GPU rule, and bad input (exit 2 before Ray starts)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from orchestrator import sweep as S
+from orchestrator.config import ConfigError, expand_trials, load_config
+from orchestrator.resources import check_capacity, gpu_fraction_rule, trial_resources
+
+# --- the paper's numbers, typed in from Appendix G / H / I (independent of configs/) -------
+MNIST_P = [89, 188, 375, 750, 1500, 3000, 6000, 12000, 24000, 30000, 36000, 42000, 48000]
+CIFAR_RESNET_VIT_P = list(range(6000, 46001, 5000))  # "from 6000 to 46000 every 5000"
+CIFAR_CNN_P = list(range(4000, 48001, 4000))  # "from 4000 to 48000 every 4000"
+SEEDS = 30  # "a maximum number of 30 repetitions"
+
+
+def test_paper_table1_counts_appendix_g():
+    expected = SEEDS * (
+        3 * len(MNIST_P)  # CNN, ResNet, ViT on MNIST
+        + 2 * 2 * len(CIFAR_RESNET_VIT_P)  # ResNet, ViT on CIFAR10/100
+        + 2 * len(CIFAR_CNN_P)  # CNN on CIFAR10/100
+    )
+    trials = expand_trials(load_config("paper-table1"))
+    assert len(trials) == expected == 2970
+    by = {}
+    for t in trials:
+        by.setdefault((t["model"], t["dataset"]), set()).add(t["P"])
+    assert by[("vit", "mnist")] == set(MNIST_P)
+    assert by[("resnet", "cifar100")] == set(CIFAR_RESNET_VIT_P)
+    assert by[("cnn", "cifar10")] == set(CIFAR_CNN_P)
+    assert {t["seed"] for t in trials} == set(range(SEEDS))
+    # Appendix G: epochs and optimizers per model, lr 1e-3
+    spec = {(t["model"], t["epochs"], t["optimizer"], t["lr"]) for t in trials}
+    assert spec == {
+        ("cnn", 500, "adam", 1e-3),
+        ("resnet", 1000, "adam", 1e-3),
+        ("vit", 1000, "adamw", 1e-3),
+    }
+
+
+def test_paper_weight_decay_and_sgd_grids():
+    wd = expand_trials(load_config("paper-weight-decay"))
+    table3 = {"cnn": {1e-3, 1e-4, 1e-5}, "vit": {1e-3, 1e-4, 1e-5}, "resnet": {1e-6, 1e-7, 1e-8}}
+    for model, wds in table3.items():
+        assert {t["weight_decay"] for t in wd if t["model"] == model} == wds
+    assert {t["dataset"] for t in wd} == {"cifar10"}
+    assert {t["P"] for t in wd} == set(CIFAR_RESNET_VIT_P)
+    assert len(wd) == 3 * 3 * len(CIFAR_RESNET_VIT_P) * SEEDS
+    sgd = expand_trials(load_config("paper-sgd"))
+    assert {(t["model"], t["optimizer"]) for t in sgd} == {("cnn", "sgd")}
+    assert {t["dataset"] for t in sgd} == {"cifar10", "cifar100"}
+
+
+def test_dry_run_prints_count_and_starts_nothing(capsys, monkeypatch):
+    import ray
+
+    monkeypatch.setattr(ray, "init", _no_ray)
+    assert S.main(["--config", "paper-table1", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "2970 trials" in out and "GPU-hours" in out and "0.125 GPU" in out
+
+
+def test_default_preset_and_overrides():
+    cfg = load_config(None, ["seeds=[7]", "blocks.0.alpha=[2, 3]", "trial.epochs=50"])
+    trials = expand_trials(cfg)
+    assert cfg.name == "perceptron"
+    assert [(t["alpha"], t["seed"], t["epochs"]) for t in trials] == [(2, 7, 50), (3, 7, 50)]
+    assert all(t["P"] == round(t["alpha"] * t["N"]) for t in trials)
+    assert cfg.theory.enabled  # perceptron sweeps log the theory run
+
+
+def test_gpu_rule_and_cpu_fallback():
+    res = load_config("digits-cnn").resources
+    assert gpu_fraction_rule("cnn", 4000) == 1 / 8 and gpu_fraction_rule("vit", 46000) == 1 / 2
+    deep = {"kind": "deep", "model": "resnet", "P": 48000}
+    assert trial_resources(deep, res, cluster_has_gpu=True) == {"CPU": 1.0, "GPU": 0.5}
+    assert trial_resources(deep, res, cluster_has_gpu=False) == {"CPU": 1.0, "GPU": 0.0}
+    perc = {"kind": "perceptron", "model": "perceptron", "P": 100}
+    assert trial_resources(perc, res, cluster_has_gpu=True)["GPU"] == 0.0
+    for s in 1 / 16 + 1 / 16, 1 / 3, 1.0, 2.0:
+        load_config("digits-cnn", [f"resources.gpu={s}"])  # each divides 1 (or is whole)
+
+
+def test_capacity_check_refuses_what_no_node_holds():
+    nodes = [
+        {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}},
+        {"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}},
+    ]
+    check_capacity([{"CPU": 4.0, "GPU": 0.25}, {"CPU": 1.0, "GPU": 1.0}], nodes)
+    with pytest.raises(ConfigError, match="resources.gpu.*largest node: 8 CPU, 1 GPU"):
+        check_capacity([{"CPU": 1.0, "GPU": 2.0}], nodes)
+    with pytest.raises(ConfigError, match="resources.cpus_per_trial"):
+        check_capacity([{"CPU": 16.0, "GPU": 0.0}], nodes)
+
+
+# --- bad input: exit 2, one line naming the field, Ray never started -------------------------
+
+
+def _no_ray(*a, **k):
+    raise AssertionError("Ray must not start on bad input")
+
+
+BAD = [
+    ("seeds: [0\nblocks: [", [], "malformed YAML"),
+    ("name: x\nblocks: [{kind: deep, P: [10]}]\nbogus: 1\n", [], "bogus"),
+    ("name: x\nblocks: [{kind: deep, P: [10], colour: red}]\n", [], "blocks.0.colour"),
+    ("name: x\nseeds: abc\nblocks: [{P: [10]}]\n", [], "seeds"),
+    ("name: x\nblocks: [{P: []}]\n", [], "blocks.0.P: empty"),
+    ("name: x\nblocks: []\n", [], "blocks"),
+    ("name: x\nblocks: [{datasets: [mnist], P: [70000]}]\n", [], "P: 70000 exceeds"),
+    ("name: x\nblocks: [{kind: perceptron, alpha: [-1]}]\n", [], "alpha"),
+    ("name: x\nblocks: [{P: [10]}]\nresources: {gpu: 0.3}\n", [], "resources.gpu"),
+    (
+        "name: x\nblocks: [{P: [10]}]\n",
+        ["mlflow.tracking_uri=http://127.0.0.1:9"],
+        "mlflow.tracking_uri",
+    ),
+    (
+        "name: x\nblocks: [{P: [10]}]\n",
+        ["mlflow.tracking_uri=sqlite:////nonexistent/dir/m.db"],
+        "mlflow.tracking_uri",
+    ),
+    ("name: x\nblocks: [{P: [10]}]\n", ["noequals"], "--set"),
+    ("name: x\nblocks: [{P: [10]}]\n", ["trial.epochs=ten"], "epochs"),
+]
+
+
+@pytest.mark.parametrize("text,sets,needle", BAD)
+def test_bad_input_exits_2_with_one_line(text, sets, needle, tmp_path, capsys, monkeypatch):
+    import ray
+
+    monkeypatch.setattr(ray, "init", _no_ray)
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    argv = ["--config", str(path)] + [a for s in sets for a in ("--set", s)]
+    assert S.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert needle in err
+
+
+def test_missing_config_file(capsys):
+    assert S.main(["--config", "/nonexistent/sweep.yaml", "--dry-run"]) == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_cli_help_and_exit_code_from_a_real_process(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "orchestrator.sweep", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "--dry-run" in out and "--resume" in out and "--address" in out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nblocks: [{P: [10]}]\nresources: {gpu: 0.3}\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "orchestrator.sweep", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "divide 1" in r.stderr

@@ -1,0 +1,87 @@
+"""Single-node runs through Tune and the MLflow callback (the shared local Ray session)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from test_orchestrator_fakes import make_fake_trial, mlflow_state, read_log
+
+from common import names as N
+from orchestrator.config import parse_config
+from orchestrator.sweep import run_sweep
+from trainers import TrialConfig, logged_epochs
+
+
+def _cfg(tmp_path, **over):
+    d = {
+        "name": "t",
+        "seeds": [0, 1],
+        "blocks": [{"kind": "perceptron", "alpha": [1, 3], "N": [24]}],
+        "trial": {"epochs": 60, "log_schedule": 8, "device": "cpu"},
+        "theory": {"enabled": False},
+        "tune": {"storage_path": str(tmp_path / "ray"), "max_failures": 2},
+        "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"},
+    }
+    d.update(over)
+    return parse_config(d)
+
+
+def test_real_perceptron_sweep_logs_contract_and_rerun_trains_nothing(ray_session, tmp_path):
+    cfg = _cfg(tmp_path)
+    uri = cfg.mlflow.tracking_uri
+    assert run_sweep(cfg, verbose=0) == {"trials": 4, "finished": 4, "errored": 0}
+    state = mlflow_state(uri, "t")
+    assert len(state) == 4 and all(s["runs"] == 1 for s in state.values())
+    for s in state.values():
+        assert s["status"] == "FINISHED" and N.CURVES_ARTIFACT in s["artifacts"]
+        params = s["params"]
+        alpha, n = float(params["alpha"]), int(params["N"])
+        trial = TrialConfig(kind="perceptron", alpha=alpha, N=n, epochs=60, log_schedule=8)
+        expected = logged_epochs(trial)
+        assert s["steps"] == expected  # every logged epoch exactly once
+        assert {s["tags"][t] for t in (N.TAG_KIND, N.TAG_SWEEP)} == {"perceptron", "t"}
+        assert float(params["alpha"]) in (1.0, 3.0) and params["N"] == "24"
+    # the curve artifact holds the whole curve with the record's keys
+    from mlflow.tracking import MlflowClient
+
+    one = next(iter(state.values()))
+    path = MlflowClient(uri).download_artifacts(one["run_id"], N.CURVES_ARTIFACT, str(tmp_path))
+    curve = pd.read_parquet(path)
+    assert list(curve[N.EPOCH]) == one["steps"]
+    assert {N.TEST_ERROR, N.NORM_PERCEPTRON, N.OVERLAP, N.TRAIN_LOSS} <= set(curve.columns)
+
+    # Running the finished sweep again trains nothing and writes no metric.
+    assert run_sweep(cfg, verbose=0)["finished"] == 4
+    again = mlflow_state(uri, "t")
+    assert {k: v["stamps"] for k, v in again.items()} == {k: v["stamps"] for k, v in state.items()}
+
+
+def test_failed_trial_retries_from_checkpoint_and_logs_each_epoch_once(ray_session, tmp_path):
+    log = str(tmp_path / "fake.jsonl")
+    cfg = _cfg(
+        tmp_path,
+        blocks=[{"kind": "perceptron", "alpha": [1], "N": [8]}],
+        seeds=[0, 1],
+        trial={"epochs": 6, "device": "cpu"},
+    )
+    out = run_sweep(cfg, trainable=make_fake_trial(log, sleep=0.02, crash_epoch=4), verbose=0)
+    assert out["finished"] == 2
+    starts = [e["from_epoch"] for e in read_log(log) if e["event"] == "start"]
+    assert sorted(starts) == [0, 0, 3, 3]  # each retried from its epoch-3 checkpoint
+    for s in mlflow_state(cfg.mlflow.tracking_uri, "t").values():
+        assert s["runs"] == 1 and s["steps"] == [1, 2, 3, 4, 5, 6] and s["status"] == "FINISHED"
+
+
+def test_theory_run_is_logged_once(ray_session, tmp_path):
+    theory = pytest.importorskip("theory")
+    if not hasattr(theory, "solve_grid"):
+        pytest.skip("theory.solve_grid is not in the tree yet")
+    from orchestrator.theory_run import log_theory_run
+
+    cfg = _cfg(tmp_path, theory={"alphas": [2.0, 4.0], "lambdas": [0.5, 1.0, 2.0]})
+    uri = cfg.mlflow.tracking_uri
+    rid = log_theory_run(cfg, uri, "t")
+    assert log_theory_run(cfg, uri, "t") == rid  # reused, not solved again
+    s = mlflow_state(uri, "t")["theory"]
+    assert s["runs"] == 1 and s["tags"][N.TAG_KIND] == N.KIND_THEORY
+    assert {N.THEORY_ARTIFACT, N.THEORY_OPT_ARTIFACT} <= set(s["artifacts"])

@@ -142,17 +142,28 @@ class NormTracker:
         self.n_iter = n_iter
         self.tol = tol
         self.layers: list[Layer] = build_layers(model, shape)
+        mods = dict(model.named_modules())
+        self._types = {  # checked on every call: the model must be the same architecture
+            n: type(mods[n])
+            for lay in self.layers
+            for op in lay.ops
+            for n in (op.module, op.row_bn, op.col_ln)
+            if n is not None
+        }
         self._generator = torch.Generator().manual_seed(seed)
         self._vectors: dict[str, Tensor] = {}
         self.last_iterations: dict[str, int] = {}  # power iterations per layer, last call
+        self.last_sigmas: dict[str, float] = {}  # ||A_i||_sigma per layer, last call
 
     # --- the per-epoch call -------------------------------------------------------------------
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
         mods = dict(model.named_modules())
-        missing = [op.module for lay in self.layers for op in lay.ops if op.module not in mods]
-        if missing:
-            raise ValueError(f"model: lacks the modules this NormTracker was built for: {missing}")
+        wrong = [n for n, t in self._types.items() if type(mods.get(n)) is not t]
+        if wrong:
+            raise ValueError(
+                f"model: differs from the one this NormTracker was built for at {wrong}"
+            )
         sigmas: list[float] = []
         sums: list[Tensor] = []  # per layer: ||A^T - M^T||_{2,1}, L1, Frobenius^2, G21
         self.last_iterations = {}
@@ -174,6 +185,7 @@ class NormTracker:
                     ).cpu()
                 )
                 sigmas.append(self._sigma(layer, weights, mods))
+        self.last_sigmas = {lay.name: s for lay, s in zip(self.layers, sigmas, strict=True)}
         dist21, l1, fro2, g21 = torch.stack(sums).T.tolist()
         return {
             NORM_SPECTRAL_COMPLEXITY: spectral_complexity(sigmas, dist21),

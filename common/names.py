@@ -80,6 +80,9 @@ THEORY_COLUMNS = (
     "eps_maxstab",
 )
 
+# optimum table (theory.optimum_table): one row per alpha
+THEORY_OPT_COLUMNS = ("alpha", "lambda_opt", "eps_opt", "eps_hebb", "eps_bayes", "eps_maxstab")
+
 # --- analysis input (tidy table) -----------------------------------------------------------
 CURVE_COLUMNS = ("group", "P", "seed", "epoch", "lambda", "test_error")
 

@@ -25,5 +25,5 @@ def check_positive_array(name: str, values) -> np.ndarray:
         raise ValueError(f"{name} must not be empty")
     bad = ~np.isfinite(arr) | (arr <= 0.0)
     if bad.any():
-        raise ValueError(f"{name} must be positive finite numbers, got {arr[bad][0]!r}")
+        raise ValueError(f"{name} must be positive finite numbers, got {float(arr[bad][0])}")
     return arr

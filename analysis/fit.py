@@ -19,7 +19,7 @@ power_law. The pipeline for one group, in the order it runs:
    it is within max(0.05, 3 x the median distance among the reference curves); P_min is the
    smallest P from which on every P passes and reaches its minimum.
 4. Window (rule "auto:slope"): on each used P's collapsed curve, the local log-log slope over
-   +-2 bins; for x <= 0.5 find the steepest slope s* and the contiguous run of bins around it
+   +-2 bins; for x <= 0.3 find the steepest slope s* and the contiguous run of bins around it
    with slope <= 0.8 s*; the window is the intersection of these runs over the used P (the
    early power-law region shared by all curves, well before the minimum).
 5. gamma1, k1, q1: least squares of log(eps/eps_opt) against log(k1 x^-gamma1 + q1) (Eq. 2)
@@ -52,7 +52,7 @@ BIN = 0.05 * LN10  # common log-lambda grid step (natural-log units)
 SMOOTH = 0.05 * LN10  # half-width of the running mean used to locate a seed's minimum
 SLOPE_HALF = 2  # local slope over +-2 bins (0.2 decades)
 SLOPE_FRACTION = 0.8  # window: slope at least 80% of the steepest early slope
-X_CAP = 0.5  # window: never beyond half of lambda_opt
+X_CAP = 0.3  # window: never beyond 0.3 lambda_opt (well before the minimum)
 MIN_SEEDS = 5
 
 
@@ -198,10 +198,31 @@ class _Prepared:
     edge: np.ndarray  # (S,) minimum at the edge of the curve
     u: np.ndarray  # (B,) grid centres of log lambda
     M: np.ndarray  # (S, B) per-seed log eps on the grid (NaN outside the curve)
-    U: np.ndarray  # (S, B) per-seed mean log lambda in each bin
     Elin: np.ndarray  # (S, B) paper mode: eps interpolated on the grid (linear average later)
     n_nonmonotone: int
     n_parabola: int
+
+
+def _on_grid(uu: np.ndarray, vv: np.ndarray, centres: np.ndarray, u0: float) -> np.ndarray:
+    """log eps of one curve at the grid centres (NaN outside the curve).
+
+    Occupied bins: the bin mean of log eps, moved from the bins' mean log lambda to the centre
+    along the local slope (a first-order correction: without it, sparse or unevenly filled bins
+    jitter the local slope by tens of percent). Empty bins inside the curve: linear
+    interpolation of the sorted points (exact on a power law in log-log).
+    """
+    B = len(centres)
+    idx = np.clip(np.rint((uu - u0) / BIN).astype(int), 0, B - 1)
+    cnt = np.bincount(idx, minlength=B)
+    occ = cnt > 0
+    vbar = np.bincount(idx, vv, minlength=B)[occ] / cnt[occ]
+    ubar = np.bincount(idx, uu, minlength=B)[occ] / cnt[occ]
+    slope = np.gradient(vbar, ubar) if occ.sum() >= 2 else np.zeros_like(vbar)
+    m = np.full(B, np.nan)
+    m[occ] = vbar - slope * (ubar - centres[occ])
+    hole = ~occ & (centres >= uu[0]) & (centres <= uu[-1])
+    m[hole] = np.interp(centres[hole], uu, vv)
+    return m
 
 
 def _prepare(df: pd.DataFrame) -> _Prepared:
@@ -210,25 +231,29 @@ def _prepare(df: pd.DataFrame) -> _Prepared:
     u0 = u_all.min()
     B = int(np.floor((u_all.max() - u0) / BIN)) + 1
     centres = u0 + BIN * np.arange(B)
-    keys, lu, lv, edge, strata, M, U, Elin = [], [], [], [], [], [], [], []
+    keys, lu, lv, edge, strata, M, Elin = [], [], [], [], [], [], []
     n_nonmono = n_parabola = 0
-    for (p, s), g in df.groupby(["P", "seed"], sort=True):
-        lam = g["lambda"].to_numpy()
+    # one stable sort by (P, seed) keeps each curve's training order; split at the boundaries
+    Pv, sv = df["P"].to_numpy(float), pd.factorize(df["seed"], sort=True)
+    labels = sv[1]
+    order0 = np.lexsort((sv[0], Pv))
+    Pv, si = Pv[order0], sv[0][order0]
+    lam_all, eps_all = (
+        df["lambda"].to_numpy(float)[order0],
+        df["test_error"].to_numpy(float)[order0],
+    )
+    cut = np.flatnonzero((np.diff(Pv) != 0) | (np.diff(si) != 0)) + 1
+    for a_, b_ in zip(np.r_[0, cut], np.r_[cut, len(Pv)], strict=True):
+        p, s = Pv[a_], labels[si[a_]]
+        lam = lam_all[a_:b_]
         if np.any(np.diff(lam) < 0):
             n_nonmono += 1
         order = np.argsort(lam, kind="stable")
-        uu, vv = np.log(lam[order]), np.log(g["test_error"].to_numpy()[order])
+        uu, vv = np.log(lam[order]), np.log(eps_all[a_:b_][order])
         a, b, e, used_parabola = seed_optimum(uu, vv)
         n_parabola += used_parabola
-        idx = np.clip(np.rint((uu - u0) / BIN).astype(int), 0, B - 1)
-        cnt = np.bincount(idx, minlength=B)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            m = np.bincount(idx, vv, minlength=B) / cnt
-            um = np.bincount(idx, uu, minlength=B) / cnt
+        m = _on_grid(uu, vv, centres, u0)
         inside = (centres >= uu[0]) & (centres <= uu[-1])
-        hole = inside & (cnt == 0)
-        m[hole] = np.interp(centres[hole], uu, vv)
-        um[hole] = centres[hole]
         el = np.where(inside, np.exp(np.interp(centres, uu, vv)), np.nan)
         keys.append(s)
         lu.append(a)
@@ -236,7 +261,6 @@ def _prepare(df: pd.DataFrame) -> _Prepared:
         edge.append(e)
         strata.append(np.searchsorted(P, p))
         M.append(m)
-        U.append(um)
         Elin.append(el)
     return _Prepared(
         P=P,
@@ -247,7 +271,6 @@ def _prepare(df: pd.DataFrame) -> _Prepared:
         edge=np.array(edge, dtype=bool),
         u=centres,
         M=np.array(M),
-        U=np.array(U),
         Elin=np.array(Elin),
         n_nonmonotone=n_nonmono,
         n_parabola=n_parabola,
@@ -304,8 +327,8 @@ def fit_offset(X: np.ndarray, Y: np.ndarray, mask: np.ndarray, iters: int = 80):
     damp = np.full(len(X), 1e-3)
     for _ in range(iters):
         J = -np.stack([z / m, Xm * z / m, qs / m], axis=2) * mask[:, :, None]
-        JtJ = np.einsum("rni,rnj->rij", J, J)
-        g = np.einsum("rni,rn->ri", J, r)
+        JtJ = J.transpose(0, 2, 1) @ J  # batched BLAS, much faster than einsum here
+        g = (J.transpose(0, 2, 1) @ r[:, :, None])[:, :, 0]
         D = np.einsum("rii->ri", JtJ) + 1e-12
         A = JtJ + damp[:, None, None] * (D[:, :, None] * np.eye(3))
         step = -np.linalg.solve(A, g[:, :, None])[:, :, 0]
@@ -324,7 +347,7 @@ def fit_offset(X: np.ndarray, Y: np.ndarray, mask: np.ndarray, iters: int = 80):
         if np.all((rel < 1e-12) & (damp > 1e6) | better & (rel < 1e-14)):
             break
     J = -np.stack([z / m, Xm * z / m, qs / m], axis=2) * mask[:, :, None]
-    JtJ = np.einsum("rni,rnj->rij", J, J)
+    JtJ = J.transpose(0, 2, 1) @ J
     with np.errstate(invalid="ignore", divide="ignore"):
         s2 = cost / (n - 3)
         cov = np.linalg.pinv(JtJ) * s2[:, None, None]
@@ -341,6 +364,8 @@ def fit_with_optional_offset(X, Y, mask):
 
     Returns dict with a, logk, q, se_a (least-squares), offset (bool per row).
     """
+    keep = mask.any(axis=0)  # drop columns no row uses (most of the grid is outside the window)
+    X, Y, mask = X[:, keep], Y[:, keep], mask[:, keep]
     a0, c0, se0, sse0, n = fit_line(X, Y, mask)
     a1, c1, q1, sse1, cov, _, frac, _ = fit_offset(X, Y, mask)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -366,7 +391,7 @@ def fit_with_optional_offset(X, Y, mask):
 def _curves(pre: _Prepared, W: np.ndarray, paper: bool):
     """Per row: seed-averaged curves on the grid and per-P optima.
 
-    Returns m (R, nP, B) log eps, Ux (R, nP, B) log lambda of the points, dy2 (R, nP, B) squared
+    Returns m (R, nP, B) log eps at the grid centres Ux (R, nP, B), dy2 (R, nP, B) squared
     standard error over seeds, L, E (R, nP) log lambda_opt, log eps_opt, valid (R, nP).
     """
     R, nP, B = len(W), len(pre.P), len(pre.u)
@@ -389,7 +414,7 @@ def _curves(pre: _Prepared, W: np.ndarray, paper: bool):
                 Ux[:, p] = pre.u
             else:
                 m[:, p] = mean
-                Ux[:, p] = (w @ np.where(present, pre.U[idx], 0.0)) / C
+                Ux[:, p] = pre.u
         if paper:
             finite = np.isfinite(m[:, p])
             has = finite.any(axis=1)
@@ -492,6 +517,11 @@ def _rows(pre: _Prepared, W: np.ndarray, choices: Choices) -> dict[str, np.ndarr
             out["se" + name] = f["se_a"]
             out["offset" + name] = f["offset"]
             out["npts" + name] = f["n"]
+    for key in ("1", "2", "_meas"):
+        # a line through two points has no check and no error: report nothing rather than it
+        few = out["npts" + key] < 3
+        for name in ("gamma", "k", "q", "se"):
+            out[name + key] = np.where(few, np.nan, out[name + key])
     out["gamma_pred"] = out["gamma1"] * out["gamma2"]
     out["gamma_diff"] = out["gamma_pred"] - out["gamma_meas"]
     S, rms, n = cl.houdayer_hartmann(y, dy2 if np.isfinite(dy2).any() else None, L, BIN, used)
@@ -704,10 +734,12 @@ def _pipeline_flags(pre, rows, seeds_per_P, one_seed, choices, flags) -> None:
         flags.append(
             f"norm not monotone in {pre.n_nonmonotone} curves (handled by binning in log lambda)"
         )
-    for i in np.flatnonzero(pre.edge):
+    for p in np.unique(pre.strata[pre.edge]):
+        ids = pre.seed_ids[pre.edge & (pre.strata == p)]
+        shown = ", ".join(str(i) for i in ids[:10]) + (", ..." if len(ids) > 10 else "")
         flags.append(
-            f"minimum at the edge of the curve for P={_num(pre.P[pre.strata[i]])}, "
-            f"seed={pre.seed_ids[i]} (left out of the optima)"
+            f"minimum at the edge of the curve for P={_num(pre.P[p])}, seed={shown} "
+            f"({len(ids)} curves not turned up yet; left out of the optima)"
         )
     for i in np.flatnonzero(~rows["valid"][0]):
         flags.append(f"P={_num(pre.P[i])}: no seed reached its minimum; P left out of the fits")
@@ -742,7 +774,9 @@ def _choices_dict(rows, choices: Choices, n_boot: int, failed: int) -> dict:
     return {
         "p_min": _float(rows["p_min"][0]),
         "p_min_rule": "user" if choices.p_min is not None else "auto:collapse",
-        "window": [_float(rows["win_lo"][0]), _float(rows["win_hi"][0])],
+        "window": list(choices.window)
+        if choices.window is not None
+        else [_float(rows["win_lo"][0]), _float(rows["win_hi"][0])],
         "window_rule": "user" if choices.window is not None else "auto:slope",
         "n_boot": n_boot,
         "ci": choices.ci,

@@ -16,7 +16,7 @@ and q's together and never the exponents, so the exponents stay the truth.
 
 Optional departures used by the tests: `lam0` adds a small-lambda plateau (eps ~ (lam + lam0)^-g1,
 like the perceptron's Hebbian limit; it breaks the collapse at small P), `x_end` < 1 stops curves
-before their minimum (edge minima), `wd_dip` makes the norm trajectory non-monotone.
+before their minimum (edge minima), `wd_dip` makes the norm fall at the end (non-monotone).
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ def make_sweep(
 
     Each curve runs over log-spaced lam from x_start * lam_opt(P) to x_end * lam_opt(P) (x_end may
     be one value per P). `gamma` (default gamma1 * gamma2) is the exponent of eps_opt(P).
-    With `wd_dip` > 0 the norm falls by that fraction over the last 30% of training and rises
-    again (weight decay), so lambda is not monotone in the epoch.
+    With `wd_dip` > 0 the norm reaches x_end after 80% of the epochs and then falls by that
+    fraction (weight decay), so lambda is not monotone in the epoch.
     """
     rng = np.random.default_rng(seed)
     gamma = gamma1 * gamma2 if gamma is None else gamma
@@ -80,11 +80,14 @@ def make_sweep(
         for s in range(int(n_seeds)):
             lo = lam_opt * np.exp(sigma_opt * rng.standard_normal())
             eo = eps_opt * np.exp(sigma_opt * rng.standard_normal())
-            lam = lam_opt * np.geomspace(x_start, x_hi, n_points)
             if wd_dip > 0:
-                # a late dip and recovery of the norm, as weight decay produces
-                tail = np.clip((t / (n_points - 1) - 0.7) / 0.3, 0.0, 1.0)
-                lam = lam * (1.0 - wd_dip * np.sin(np.pi * tail))
+                # weight decay: the norm grows over 80% of training, then falls by wd_dip
+                n_up = int(0.8 * n_points)
+                lam = lam_opt * np.geomspace(x_start, x_hi, n_up)
+                fall = 1.0 - wd_dip * np.linspace(0, 1, n_points - n_up + 1)[1:]
+                lam = np.concatenate([lam, lam[-1] * fall])
+            else:
+                lam = lam_opt * np.geomspace(x_start, x_hi, n_points)
             x = (lam + lam0) / lo
             eps = eo * master_phi(x, gamma1, k1, q1)
             eps = eps * np.exp(sigma_point * rng.standard_normal(n_points))

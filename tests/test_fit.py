@@ -1,0 +1,180 @@
+"""analysis.fit against synthetic sweeps with known exponents (analysis.synth, Eq. 2-5)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.fit import Choices, analyse, master_curve, power_law
+from analysis.synth import make_sweep, truth
+
+EXPONENTS = ("gamma1", "gamma2", "gamma_pred", "gamma_meas")
+
+
+def _one(df, **kw):
+    (res,) = analyse(df, Choices(**kw))
+    return res
+
+
+def test_noisy_sweep_with_offsets_recovers_truth_within_intervals():
+    kw = dict(seeds_per_P=8, q2=20.0, q3=0.002, sigma_opt=0.05, sigma_point=0.02, seed=11)
+    res = _one(make_sweep(**kw), n_boot=200, level=0.99)
+    for name, true in truth(**kw).items():
+        est = getattr(res, name)
+        assert est.ci is not None and est.ci[0] <= true <= est.ci[1], (name, est)
+        assert est.ci_percentile is not None and est.se > 0 and est.se_delta > 0
+    assert res.gamma_diff.ci[0] <= 0 <= res.gamma_diff.ci[1]
+    assert res.q1.ci[0] <= 0.2 <= res.q1.ci[1]  # the offset of Eq. 2, collapsed units
+    assert res.choices["p_min_rule"] == "auto:collapse"
+    assert res.choices["window_rule"] == "auto:slope"
+    lo, hi = res.choices["window"]
+    assert 0 < lo < hi <= 0.5
+    assert res.collapse["measure"] == "houdayer_hartmann_S"
+    assert np.isfinite(res.collapse["value"]) and res.collapse["n_points"] > 0
+
+
+def test_noiseless_one_seed_per_P_recovers_exponents_to_1_percent():
+    df = make_sweep(
+        P_list=[1e3, 3e3, 1e4, 3e4, 1e5],
+        seeds_per_P=1,
+        q1=0.0,
+        k1=0.9,
+        k2=0.5,
+        sigma_opt=0.0,
+        sigma_point=0.0,
+        x_start=1e-5,
+        n_points=100,
+    )
+    res = _one(df)
+    assert res.gamma1.value == pytest.approx(0.5, rel=0.01)
+    assert res.gamma2.value == pytest.approx(1.0, rel=0.01)
+    assert res.gamma_meas.value == pytest.approx(0.5, rel=0.01)
+    assert res.gamma1.ci is None and res.gamma2.ci is None
+    assert any("one seed per P: no interval" in f for f in res.flags)
+    assert res.collapse["measure"] == "rms_log_deviation" and res.collapse["value"] < 0.01
+
+
+def test_theory_like_curves_with_small_lambda_plateau():
+    """Like the perceptron: eps ~ lambda^-1/2 only for 1 << lambda << alpha (App. D, Eq. 21)."""
+    df = make_sweep(
+        P_list=[1e3, 3e3, 1e4, 3e4, 1e5],
+        seeds_per_P=1,
+        q1=0.0,
+        k1=0.9,
+        k2=0.5,
+        sigma_opt=0.0,
+        sigma_point=0.0,
+        x_start=1e-5,
+        n_points=100,
+        lam0=1.0,
+    )
+    res = _one(df)
+    assert res.gamma1.value == pytest.approx(0.5, rel=0.05)
+    assert res.gamma2.value == pytest.approx(1.0, rel=0.05)
+    # the smallest alpha has not joined the master curve at small x: the P_min rule drops it
+    assert res.choices["p_min"] > 1e3
+
+
+def test_paper_mode_recovers_exponents_on_q0_data():
+    df = make_sweep(seeds_per_P=8, q1=0.0, k1=0.9, seed=3)
+    res = _one(df, paper_mode=True, n_boot=100)
+    for name, true in truth().items():
+        assert getattr(res, name).value == pytest.approx(true, abs=0.03), name
+    g1, g2, gp = res.gamma1, res.gamma2, res.gamma_pred
+    sigma = gp.value * np.hypot(g1.se / g1.value, g2.se / g2.value)  # App. F formula
+    assert gp.se == pytest.approx(sigma)
+    assert res.q1.value == 0 and res.q2.value == 0
+    assert res.choices["paper_mode"] is True
+
+
+def test_edge_minimum_is_flagged_and_left_out():
+    df = make_sweep(seeds_per_P=6, x_end=[5, 5, 5, 5, 5, 0.7], seed=4)
+    res = _one(df, n_boot=50)
+    row = res.per_P.set_index("P").loc[32000.0]
+    assert row["at_edge"] and not row["used"]
+    assert res.per_seed_opt.query("P == 32000")["at_edge"].all()
+    assert any("minimum at the edge" in f and "P=32000" in f for f in res.flags)
+    assert res.gamma2.value == pytest.approx(1.0, abs=0.05)
+
+
+def test_too_few_P_values_flagged_without_a_number():
+    res = _one(make_sweep(P_list=[1e3, 2e3], seeds_per_P=6), n_boot=50)
+    assert any("too few P values (2)" in f for f in res.flags)
+    d = res.to_dict()
+    assert d["gamma2"]["value"] is None and d["gamma_meas"]["value"] is None
+    assert d["gamma_pred"]["value"] is None
+    assert d["gamma1"]["value"] == pytest.approx(0.5, abs=0.02)
+
+
+def test_nan_rows_and_non_monotone_norm_are_flagged_and_handled():
+    df = make_sweep(seeds_per_P=6, wd_dip=0.3, seed=5)
+    df.loc[df.sample(40, random_state=0).index, "test_error"] = np.nan
+    res = _one(df, n_boot=50)
+    assert "NaN rows dropped: 40" in res.flags
+    assert any(f.startswith("norm not monotone in 36 curves") for f in res.flags)
+    assert res.gamma1.value == pytest.approx(0.5, abs=0.02)
+    assert res.gamma2.value == pytest.approx(1.0, abs=0.1)
+
+
+def test_user_choices_are_used_and_reported():
+    df = make_sweep(seeds_per_P=5, seed=6)
+    res = _one(df, p_min=4000, window=(0.01, 0.1), n_boot=50, ci="percentile")
+    assert res.choices["p_min"] == 4000 and res.choices["p_min_rule"] == "user"
+    assert res.choices["window"] == [0.01, 0.1] and res.choices["window_rule"] == "user"
+    assert list(res.per_P["used"]) == [False, False, True, True, True, True]
+    assert res.gamma1.ci == res.gamma1.ci_percentile
+
+
+def test_bad_input_raises_clear_errors():
+    df = make_sweep(seeds_per_P=2, n_points=20)
+    with pytest.raises(ValueError, match="lacks column"):
+        analyse(df.drop(columns="lambda"))
+    with pytest.raises(ValueError, match="no rows"):
+        analyse(df.iloc[:0])
+    with pytest.raises(ValueError, match="numeric"):
+        analyse(df.assign(test_error="x"))
+    with pytest.raises(ValueError, match="window"):
+        analyse(df, Choices(window=(0.5, 0.1)))
+
+
+def test_unusable_group_is_flagged_not_a_crash():
+    df = make_sweep(seeds_per_P=2, n_points=20)
+    bad = df.assign(group="bad", test_error=np.nan)
+    results = {r.group: r for r in analyse(pd.concat([df, bad]), Choices(n_boot=20))}
+    assert "no usable curves: nothing estimated" in results["bad"].flags
+    assert results["bad"].to_dict()["gamma1"]["value"] is None
+    assert np.isfinite(results["synthetic"].gamma1.value)
+
+
+def test_to_dict_is_strict_json_with_the_contract_keys():
+    res = _one(make_sweep(P_list=[1e3, 2e3], seeds_per_P=3), n_boot=30)
+    d = json.loads(json.dumps(res.to_dict(), allow_nan=False))
+    for key in ("group", "n_P", "seeds_per_P", *EXPONENTS, "gamma_diff", "collapse", "choices"):
+        assert key in d
+    assert set(d["gamma1"]) >= {"value", "ci", "se"}
+    assert set(d["per_P"][0]) >= {"P", "lambda_opt", "eps_opt", "at_edge", "used"}
+
+
+def test_master_curve_and_power_law():
+    df = make_sweep(seeds_per_P=3, sigma_opt=0.0, sigma_point=0.0, seed=7)
+    res = _one(df, n_boot=0)
+    mc = master_curve(df, res.per_P)
+    assert list(mc.columns) == ["P", "seed", "x", "y"]
+    # Eq. 4: every collapsed curve has its minimum at x = 1, y = 1 (the parabola vertex)
+    for _, g in mc.groupby("P"):
+        i = g["y"].idxmin()
+        assert g.loc[i, "x"] == pytest.approx(1.0, rel=0.05)
+        assert g.loc[i, "y"] == pytest.approx(1.0, rel=0.01)
+    assert power_law(np.array([1.0, 4.0]), 2.0, 0.5, 0.1) == pytest.approx([2.1, 1.1])
+
+
+def test_analysis_imports_without_torch_or_ray():
+    code = (
+        "import sys, analysis.fit, analysis.synth; "
+        "print(sorted(m for m in ('torch', 'ray', 'mlflow') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

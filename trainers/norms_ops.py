@@ -63,7 +63,10 @@ def power_iteration(
 
     The Rayleigh quotient <v, A^T A v> (v a unit vector) rises monotonically to sigma_max^2;
     we stop when sigma changes by less than `tol` relative, or after `n_iter` iterations.
-    At least two iterations run, so a stale warm-start vector is always checked.
+    At least two iterations run, so a stale warm-start vector is always checked. A
+    convolution's top singular values come in near-degenerate pairs (frequencies +-w, split
+    only by the zero padding): there the vector converges slowly, but sigma is already
+    correct to within the split, which the stopping rule then accepts.
     """
     check_iteration_args(n_iter, tol)
     v = v0 / v0.norm()

@@ -20,7 +20,10 @@ def check_positive(name: str, value: float) -> float:
 
 def check_positive_array(name: str, values) -> np.ndarray:
     """1-D float array of positive finite values, else ValueError naming the parameter."""
-    arr = np.atleast_1d(np.asarray(values, dtype=float)).ravel()
+    try:
+        arr = np.atleast_1d(np.asarray(values, dtype=float)).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be positive finite numbers, got {values!r}") from None
     if arr.size == 0:
         raise ValueError(f"{name} must not be empty")
     bad = ~np.isfinite(arr) | (arr <= 0.0)

@@ -366,6 +366,9 @@ def fit_with_optional_offset(X, Y, mask):
     """
     keep = mask.any(axis=0)  # drop columns no row uses (most of the grid is outside the window)
     X, Y, mask = X[:, keep], Y[:, keep], mask[:, keep]
+    if not keep.any():  # no row has points (e.g. no window found anywhere): nothing to fit
+        nan = np.full(len(X), np.nan)
+        return {"a": nan, "logk": nan, "q": nan, "se_a": nan, "offset": nan > 0, "n": 0 * nan}
     a0, c0, se0, sse0, n = fit_line(X, Y, mask)
     a1, c1, q1, sse1, cov, _, frac, _ = fit_offset(X, Y, mask)
     with np.errstate(invalid="ignore", divide="ignore"):

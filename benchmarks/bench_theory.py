@@ -1,0 +1,75 @@
+"""Speed of the fixed-norm perceptron theory (issue 2). Prints a table; not a test.
+
+    .venv/bin/python benchmarks/bench_theory.py [--quick]
+
+1. ms per (alpha, lam) point at tol 1e-9 on one core: cold (no guess) and warm (walking
+   a lam grid with continuation, as solve_grid does).
+2. Wall time of a 20 alpha x 100 lam grid on the Ray actor pool with 1 and with 2 actors
+   (fresh local Ray, actors started inside the timing and also reported without start-up).
+Other processes may share the CPUs: the load average is printed next to the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+
+def _load() -> str:
+    return "load avg {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller grid (5 x 40)")
+    args = ap.parse_args()
+
+    from theory import solve_grid, solve_point
+    from theory.pool import solve_chunk
+
+    n_a, n_l = (5, 40) if args.quick else (20, 100)
+    alphas = np.logspace(-1, 5, n_a)
+    lambdas = np.logspace(-3, 5, n_l)
+
+    rows = []
+    # 1. cold points (no guess): App. D / Hebb guess, continuation when needed
+    pts = [(a, l) for a in (0.5, 5.0, 1e3, 1e5) for l in (1e-2, 1.0, 100.0)]
+    t0 = time.process_time()
+    for a, l in pts:
+        solve_point(a, l)
+    rows.append(("cold point, tol 1e-9 (CPU time)", (time.process_time() - t0) / len(pts) * 1e3))
+    # warm: one alpha row of the grid walked with continuation
+    t0 = time.process_time()
+    n = 0
+    for a in alphas[:: max(1, n_a // 5)]:
+        solve_chunk(float(a), lambdas)
+        n += lambdas.size
+    rows.append(("grid point, continuation (CPU time)", (time.process_time() - t0) / n * 1e3))
+    print(f"# one core, {_load()}")
+    print(f"{'measure':44s} {'ms/point':>10s}")
+    for name, ms in rows:
+        print(f"{name:44s} {ms:10.2f}")
+
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    print(f"\n# {n_a} alpha x {n_l} lambda grid on the actor pool, {_load()}")
+    print(f"{'actors':>6s} {'wall s':>8s} {'ms/point':>9s} {'all converged':>14s}")
+    wall = {}
+    for n_act in (1, 2):
+        t0 = time.perf_counter()
+        df = solve_grid(alphas, lambdas, n_actors=n_act, progress=False)
+        wall[n_act] = time.perf_counter() - t0
+        print(
+            f"{n_act:6d} {wall[n_act]:8.2f} {wall[n_act] / len(df) * 1e3:9.2f} "
+            f"{bool(df['converged'].all())!s:>14s}"
+        )
+    print(f"speedup 2 vs 1 actor: {wall[1] / wall[2]:.2f}x  ({_load()})")
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

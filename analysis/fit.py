@@ -19,9 +19,10 @@ power_law. The pipeline for one group, in the order it runs:
    it is within max(0.05, 3 x the median distance among the reference curves); P_min is the
    smallest P from which on every P passes and reaches its minimum.
 4. Window (rule "auto:slope"): on each used P's collapsed curve, the local log-log slope over
-   +-2 bins; for x <= 0.3 find the steepest slope s* and the contiguous run of bins around it
-   with slope <= 0.8 s*; the window is the intersection of these runs over the used P (the
-   early power-law region shared by all curves, well before the minimum).
+   +-4 bins; for x <= 0.3 take the median early slope s* and the contiguous run of bins,
+   around the steepest one, with slope <= 0.8 s*; the window is the intersection of these
+   runs over the used P (the early power-law region shared by all curves, well before the
+   minimum).
 5. gamma1, k1, q1: least squares of log(eps/eps_opt) against log(k1 x^-gamma1 + q1) (Eq. 2)
    over every used curve's binned points in the window; gamma2, k2, q2 from log lambda_opt(P)
    against log(k2 P^gamma2 + q2) (Eq. 3); gamma_meas from eps_opt(P) = k P^-gamma + q.
@@ -50,7 +51,7 @@ from analysis import collapse as cl
 LN10 = math.log(10.0)
 BIN = 0.05 * LN10  # common log-lambda grid step (natural-log units)
 SMOOTH = 0.05 * LN10  # half-width of the running mean used to locate a seed's minimum
-SLOPE_HALF = 2  # local slope over +-2 bins (0.2 decades)
+SLOPE_HALF = 4  # local slope over +-4 bins (0.4 decades): noisy curves need the averaging
 SLOPE_FRACTION = 0.8  # window: slope at least 80% of the steepest early slope
 X_CAP = 0.3  # window: never beyond 0.3 lambda_opt (well before the minimum)
 MIN_SEEDS = 5
@@ -471,7 +472,11 @@ def _auto_window(pre, m, L, used):
     consider = used[:, :, None] & (logx <= math.log(X_CAP)) & np.isfinite(s)
     sc = np.where(consider, s, np.inf)
     peak = np.argmin(sc, axis=2)
-    s_peak = np.min(sc, axis=2)
+    # the reference slope is the median early slope, not the steepest one: the steepest bin of
+    # a noisy curve is a noise spike and would shrink the window to a few bins
+    with np.errstate(invalid="ignore"):
+        s_peak = np.nanmedian(np.where(consider, s, np.nan), axis=2)
+    s_peak = np.where(np.isfinite(s_peak), s_peak, np.inf)
     good = consider & (s <= SLOPE_FRACTION * s_peak[:, :, None]) & (s_peak[:, :, None] < 0)
     b = np.arange(B)[None, None, :]
     left = np.where(~good & (b < peak[:, :, None]), b, -1).max(axis=2) + 1

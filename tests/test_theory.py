@@ -265,6 +265,11 @@ def test_actor_pool_equals_serial(ray_session):
     # warm starts differ between chunks, so agreement is to the solver tolerance, not bitwise
     np.testing.assert_allclose(pooled["epsilon"], serial["epsilon"], rtol=1e-9)
     np.testing.assert_allclose(pooled["R"], serial["R"], rtol=1e-9)
+    # more actors than the 2 CPUs of the session: capped, not a deadlock
+    capped = solve_grid([7.0], lams, n_actors=5, progress=False)
+    np.testing.assert_allclose(
+        capped["epsilon"], solve_grid([7.0], lams, n_actors=0, progress=False)["epsilon"], rtol=1e-9
+    )
     opt_pool = optimum_table([5.0, 500.0], n_actors=2)
     opt_serial = optimum_table([5.0, 500.0], n_actors=0)
     assert tuple(opt_pool.columns) == THEORY_OPT_COLUMNS

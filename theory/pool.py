@@ -101,7 +101,8 @@ def solve_grid(
     """eps(lam; alpha) on the grid alphas x lambdas, one row per pair (THEORY_COLUMNS).
 
     n_actors: None = one actor per CPU of the Ray cluster (the running one if
-    ray.is_initialized(), else a local one started and shut down here); 0 = serial, no Ray.
+    ray.is_initialized(), else a local one started and shut down here), and never more
+    actors than CPUs (each holds one); 0 = serial, no Ray.
     Rows come in the order alphas x lambdas as given; non-converged points keep
     converged=False and their residual.
     """
@@ -120,7 +121,8 @@ def solve_grid(
                 b.update(lambdas.size)
     else:
         with _ray_session() as ray:
-            n = n_actors or _cluster_cpus(ray)
+            # each actor holds one CPU: more actors than CPUs would wait forever (deadlock)
+            n = min(n_actors or _cluster_cpus(ray), _cluster_cpus(ray))
             n_chunks = min(n, lambdas.size)  # contiguous shares of the lam axis per alpha
             tasks, sizes = [], []
             for i, a in enumerate(alphas):
@@ -152,7 +154,7 @@ def optimum_table(alphas, *, n_actors: int | None = None, progress: bool = False
     else:
         tasks = [("optimum", i, float(a)) for i, a in enumerate(alphas)]
         with _ray_session() as ray:
-            n = n_actors or _cluster_cpus(ray)
+            n = min(n_actors or _cluster_cpus(ray), _cluster_cpus(ray))
             opt = _run(ray, tasks, n, [1] * len(tasks), progress, "theory optimum")
     base = _baselines(alphas)
     rows = [(a, *opt[i], *base[a]) for i, a in enumerate(alphas)]

@@ -103,22 +103,45 @@ class MlflowTrialLogger(tune.Callback):
         total_trials: int | None = None,
         progress_seconds: float = 10.0,
     ) -> None:
-        self.client = MlflowClient(tracking_uri)
-        self.experiment_id = get_or_create_experiment(self.client, experiment)
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
         self.sweep = sweep
         self.flush_seconds = flush_seconds
-        self._existing = find_runs(self.client, self.experiment_id, **{N.TAG_SWEEP: sweep})
+        self.total = total_trials
+        self.progress_seconds = progress_seconds
+        self._connect()
+
+    def _connect(self) -> None:
+        """(Re)build all driver-side state from MLflow itself, never from a pickle."""
+        self.client = MlflowClient(self.tracking_uri)
+        self.experiment_id = get_or_create_experiment(self.client, self.experiment)
+        self._existing = find_runs(self.client, self.experiment_id, **{N.TAG_SWEEP: self.sweep})
         self._run_of: dict[str, str] = {}  # trial key -> run id
         self._logged: dict[str, set[int]] = {}  # run id -> epochs in MLflow or in the buffer
         self._buffer: dict[str, list[Metric]] = {}
         self._rows: dict[str, dict[int, dict[str, float]]] = {}  # run id -> epoch -> record
         self._last_flush = time.monotonic()
-        self.rows_written = 0
-        # progress
-        self.total = total_trials
-        self.done = 0
-        self.progress_seconds = progress_seconds
         self._last_progress = 0.0
+        self.rows_written = 0
+
+    # Tune pickles the callback into its experiment state (tuner.pkl) and a restored sweep
+    # gets that copy back: keep only the settings, so that a restored driver re-reads the
+    # runs from MLflow instead of trusting a stale snapshot (which would duplicate runs).
+    _SETTINGS = (
+        "tracking_uri",
+        "experiment",
+        "sweep",
+        "flush_seconds",
+        "total",
+        "progress_seconds",
+    )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: self.__dict__[k] for k in self._SETTINGS}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._connect()
 
     # --- runs ---------------------------------------------------------------------------
     def _run_for(self, trial: Any) -> str:
@@ -215,7 +238,6 @@ class MlflowTrialLogger(tune.Callback):
         if curve:
             log_parquet(self.client, run_id, pd.DataFrame(curve), N.CURVES_ARTIFACT)
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
-        self.done += 1
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self._run_for(trial)

@@ -156,6 +156,20 @@ def test_batched_seeds_reproduce_single_seed_runs():
     assert curves[3][-1][OVERLAP] != curves[5][-1][OVERLAP]
 
 
+def test_batched_matmul_path_equals_the_per_seed_loop():
+    """The GPU path (bmm over seeds) computes the same step as the CPU path (a loop of mv)."""
+    c = cfg(epochs=20, log_schedule=4)
+    loop, bmm = PerceptronTrainer(c, [0, 1, 2]), PerceptronTrainer(c, [0, 1, 2])
+    bmm.use_bmm = True
+    assert not loop.use_bmm  # CPU default
+    a, b = [], []
+    loop.run_batch(lambda s, r: a.append(r))
+    bmm.run_batch(lambda s, r: b.append(r))
+    for ra, rb in zip(a, b, strict=True):
+        for k in ra:
+            assert ra[k] == pytest.approx(rb[k], rel=1e-5, abs=1e-7), k
+
+
 def test_checkpoint_restore_continues_the_same_trajectory(tmp_path):
     c = cfg(epochs=6, log_schedule="every")
     straight = []

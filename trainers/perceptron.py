@@ -136,19 +136,33 @@ class PerceptronTrainer:
             if cfg.lr > 0
             else 1.0 / smoothness(self.z)
         )
+        self.use_bmm = self.device.type != "cpu"  # see _zw
         self.epoch = 0
         self.status = "running"
         self._logged = set(logged_epochs(cfg))
 
     # --- one step and one record ------------------------------------------------
+    def _zw(self, v: torch.Tensor) -> torch.Tensor:
+        """z^mu . v per seed: (S, N) -> (S, P). A batched matmul on the GPU; on the CPU a
+        loop of matrix-vector products, which streams each seed's z once (measured 2x faster
+        than bmm at 30 seeds: the step is memory-bound there)."""
+        if not self.use_bmm:
+            return torch.stack([torch.mv(z, vs) for z, vs in zip(self.z, v, strict=True)])
+        return torch.bmm(self.z, v[:, :, None])[..., 0]
+
+    def _zTg(self, g: torch.Tensor) -> torch.Tensor:
+        """sum_mu g^mu z^mu per seed: (S, P) -> (S, N)."""
+        if not self.use_bmm:
+            return torch.stack([torch.mv(z.T, gs) for z, gs in zip(self.z, g, strict=True)])
+        return torch.bmm(g[:, None, :], self.z)[:, 0, :]
+
     def _margins(self) -> torch.Tensor:
         """Delta^mu = z^mu . w / sqrt(N), shape (S, P), float32."""
-        return torch.bmm(self.z, self.w.float()[:, :, None])[..., 0] / math.sqrt(self.cfg.N)
+        return self._zw(self.w.float()) / math.sqrt(self.cfg.N)
 
     def step(self) -> None:
         """w <- w - lr * grad, grad = -(2/(P sqrt N)) sum_mu sigmoid(-2 Delta^mu) z^mu."""
-        coef = torch.sigmoid(-2 * self._margins())  # (S, P)
-        grad = torch.bmm(coef[:, None, :], self.z)[:, 0, :]  # (S, N), float32
+        grad = self._zTg(torch.sigmoid(-2 * self._margins()))  # (S, N), float32
         scale = -2.0 / (self.cfg.P * math.sqrt(self.cfg.N))
         self.w.sub_(self.lr[:, None] * scale * grad.double())
         self.epoch += 1

@@ -39,6 +39,7 @@ _paper_rows.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -474,7 +475,8 @@ def _auto_window(pre, m, L, used):
     peak = np.argmin(sc, axis=2)
     # the reference slope is the median early slope, not the steepest one: the steepest bin of
     # a noisy curve is a noise spike and would shrink the window to a few bins
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # curves with no early bins: NaN
         s_peak = np.nanmedian(np.where(consider, s, np.nan), axis=2)
     s_peak = np.where(np.isfinite(s_peak), s_peak, np.inf)
     good = consider & (s <= SLOPE_FRACTION * s_peak[:, :, None]) & (s_peak[:, :, None] < 0)

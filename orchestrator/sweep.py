@@ -64,27 +64,49 @@ def check_tracking_uri(uri: str) -> None:
             raise ConfigError(f"mlflow.tracking_uri: cannot use {uri} ({e})") from None
 
 
-def experiment_dir(cfg: SweepConfig) -> Path:
-    return Path(cfg.tune.storage_path).expanduser().resolve() / cfg.name
+def storage_root(cfg: SweepConfig) -> str:
+    """Tune's storage_path: a URI (s3://, gs://) as given, a local path made absolute."""
+    sp = cfg.tune.storage_path
+    return sp if "://" in sp else str(Path(sp).expanduser().resolve())
+
+
+def _fs_and_dir(cfg: SweepConfig) -> tuple[Any, str]:
+    """(pyarrow filesystem, experiment directory on it) for local paths and URIs alike."""
+    import pyarrow.fs
+
+    root = storage_root(cfg)
+    if "://" in root:
+        fs, base = pyarrow.fs.FileSystem.from_uri(root)
+    else:
+        fs, base = pyarrow.fs.LocalFileSystem(), root
+    return fs, f"{base.rstrip('/')}/{cfg.name}"
 
 
 def check_saved_state(cfg: SweepConfig, resume: bool) -> bool:
-    """Whether an unfinished (or finished) sweep of this name exists to restore."""
+    """Whether a sweep of this name exists to restore; refuse one with another grid."""
     from ray import tune
 
-    path = experiment_dir(cfg)
-    state = path / STATE_FILE
-    if state.exists():
-        saved = json.loads(state.read_text()).get("fingerprint")
+    fs, path = _fs_and_dir(cfg)
+    state = f"{path}/{STATE_FILE}"
+    if fs.get_file_info(state).type.name == "File":
+        with fs.open_input_stream(state) as f:
+            saved = json.loads(f.read()).get("fingerprint")
         if saved != cfg.fingerprint():
             raise ConfigError(
                 f"name: a different sweep called {cfg.name!r} exists at {path}; "
                 "choose another name or tune.storage_path"
             )
-    restorable = tune.Tuner.can_restore(path)
+    restorable = tune.Tuner.can_restore(path, storage_filesystem=fs)
     if resume and not restorable:
         raise ConfigError(f"--resume: no sweep to resume at {path}")
     return restorable
+
+
+def save_fingerprint(cfg: SweepConfig) -> None:
+    fs, path = _fs_and_dir(cfg)
+    fs.create_dir(path, recursive=True)
+    with fs.open_output_stream(f"{path}/{STATE_FILE}") as f:
+        f.write(json.dumps({"fingerprint": cfg.fingerprint()}).encode())
 
 
 # -----------------------------------------------------------------------------
@@ -195,16 +217,16 @@ def run_sweep(
         fn = tune.with_parameters(trainable or train_trial, finished=finished)
         fn = tune.with_resources(fn, _trial_bundle)
 
-        path = experiment_dir(cfg)
+        root = storage_root(cfg)
+        path = f"{root.rstrip('/')}/{cfg.name}"
         logger = MlflowTrialLogger(
             uri, experiment, cfg.name, cfg.mlflow.flush_seconds, total_trials=len(trials)
         )
         if restore:
-            tuner = tune.Tuner.restore(str(path), trainable=fn, resume_errored=True)
+            tuner = tune.Tuner.restore(path, trainable=fn, resume_errored=True)
         else:
             todo = [e for e in entries if e["key"] not in finished]
-            path.mkdir(parents=True, exist_ok=True)
-            (path / STATE_FILE).write_text(json.dumps({"fingerprint": cfg.fingerprint()}))
+            save_fingerprint(cfg)
             tuner = tune.Tuner(
                 fn,
                 param_space={"trial": tune.grid_search(todo)},
@@ -214,7 +236,7 @@ def run_sweep(
                 ),
                 run_config=tune.RunConfig(
                     name=cfg.name,
-                    storage_path=str(path.parent),
+                    storage_path=root,
                     callbacks=[logger],
                     failure_config=tune.FailureConfig(max_failures=cfg.tune.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.tune.num_to_keep),

@@ -166,3 +166,18 @@ def test_cli_help_and_exit_code_from_a_real_process(tmp_path):
         cwd=tmp_path,
     )
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "divide 1" in r.stderr
+
+
+def test_resume_guards_exit_2_before_ray(tmp_path, capsys, monkeypatch):
+    import ray
+
+    monkeypatch.setattr(ray, "init", _no_ray)
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("name: s\nblocks: [{P: [10]}]\ntune: {storage_path: rr}\n")
+    assert S.main(["--config", str(cfg), "--resume"]) == 2
+    assert "no sweep to resume" in capsys.readouterr().err
+    (tmp_path / "rr" / "s").mkdir(parents=True)
+    (tmp_path / "rr" / "s" / S.STATE_FILE).write_text('{"fingerprint": "another-grid"}')
+    assert S.main(["--config", str(cfg)]) == 2
+    assert "a different sweep called 's'" in capsys.readouterr().err

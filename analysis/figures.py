@@ -25,6 +25,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import LogFormatterSciNotation  # noqa: E402
 
 from analysis.fit import GroupResult, master_curve, power_law  # noqa: E402
 
@@ -32,10 +33,11 @@ MAX_POINTS = 150  # per faint per-seed line
 BINS = 60  # log-lambda bins of the displayed seed mean
 PALETTE = "viridis"  # sequential: small P dark blue, large P yellow
 FIGSIZE = (5.2, 4.0)
+ALPHA_MATCH = 0.1  # |log(alpha_train / alpha_theory)| below which Fig. 1 pairs them
 
 
 def setup() -> None:
-    sns.set_theme(style="ticks", context="paper", font_scale=1.1)
+    sns.set_theme(style="ticks", context="paper", font_scale=1.1, rc={"axes.titlesize": 9})
 
 
 class PColors:
@@ -43,7 +45,8 @@ class PColors:
 
     def __init__(self, Ps, label: str = "P"):
         Ps = np.asarray(list(Ps), dtype=float)
-        lo, hi = float(Ps.min()), float(Ps.max())
+        Ps = Ps[np.isfinite(Ps) & (Ps > 0)]
+        lo, hi = (float(Ps.min()), float(Ps.max())) if len(Ps) else (1.0, 1.0)
         self.norm = LogNorm(lo, hi) if hi > lo else Normalize(lo - 1, hi + 1)
         self.cmap = sns.color_palette(PALETTE, as_cmap=True)
         self.label = label
@@ -97,8 +100,14 @@ def binned_mean(df: pd.DataFrame, x: str, y: str, bins: int = BINS) -> tuple[np.
 def _loglog(ax, xlabel: str, ylabel: str) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _quiet_minor_x(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+
+
+def _quiet_minor_x(ax) -> None:
+    """Label minor x ticks only below half a decade: wider, their long labels collide."""
+    ax.xaxis.set_minor_formatter(LogFormatterSciNotation(minor_thresholds=(0.5, 0.2)))
 
 
 def _window(result: GroupResult) -> tuple[float, float] | None:
@@ -122,7 +131,7 @@ def fig_curves(curves: pd.DataFrame, result: GroupResult) -> Figure:
         faint_seeds(ax, df, "lambda", "test_error", colors(P))
         ax.plot(*binned_mean(df, "lambda", "test_error"), color=colors(P), lw=1.6)
     _loglog(ax, r"norm $\lambda(t)$", r"test error $\epsilon$")
-    ax.set_title(f"{result.group}: learning curves (Fig. 3)", fontsize=9)
+    ax.set_title(f"{result.group}\nlearning curves (Fig. 3)", fontsize=9)
     colors.colorbar(fig, ax)
     return fig
 
@@ -153,7 +162,7 @@ def fig_collapse(curves: pd.DataFrame, result: GroupResult) -> Figure:
     colors = PColors(curves["P"].unique())
     _collapse_axes(ax, curves, result, colors)
     quality = ", ".join(f"{k}={v:.3g}" for k, v in result.collapse.items() if _is_number(v))
-    ax.set_title(f"{result.group}: collapse (Fig. 4)\n{quality}", fontsize=8)
+    ax.set_title(f"{result.group}\ncollapse (Fig. 4): {quality}", fontsize=8)
     colors.colorbar(fig, ax)
     return fig
 
@@ -200,7 +209,7 @@ def fig_eps_opt(result: GroupResult) -> Figure:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     ax.set_ylabel(r"$\epsilon_{opt}$")
-    ax.set_title(f"{result.group}: measured vs predicted (Fig. 12)", fontsize=9)
+    ax.set_title(f"{result.group}\nmeasured vs predicted (Fig. 12)", fontsize=9)
     return fig
 
 
@@ -236,6 +245,27 @@ def _nearest(values, target: float) -> float:
     return float(values[np.argmin(np.abs(np.log(values / target)))])
 
 
+def _left_alpha(train_alphas, theory_alphas, alpha0: float) -> tuple[float, float | None]:
+    """The training alpha for Fig. 1 (left) and the theory alpha drawn with it (None: none close).
+
+    Prefer a training alpha that the theory also solved (within ALPHA_MATCH in log), the one
+    nearest alpha0 among those; the theory grid may be much coarser or elsewhere.
+    """
+    train = np.asarray(sorted(set(train_alphas)), dtype=float)
+    if theory_alphas is not None:
+        theory = np.asarray(sorted(set(theory_alphas)), dtype=float)
+        gap = np.min(np.abs(np.log(train[:, None] / theory[None, :])), axis=1)
+        matched = train[gap <= ALPHA_MATCH]
+        if len(matched):
+            a = _nearest(matched, alpha0)
+            return a, _nearest(theory, a)
+    return _nearest(train, alpha0), None
+
+
+def _converged(theory: pd.DataFrame) -> pd.DataFrame:
+    return theory[theory["converged"].astype(bool)] if "converged" in theory else theory
+
+
 def _baselines(theory: pd.DataFrame, alpha: float) -> dict[str, float]:
     row = theory[theory["alpha"] == alpha]
     names = {"eps_hebb": "Hebb", "eps_bayes": "Bayes-optimal", "eps_maxstab": "max-stability"}
@@ -252,15 +282,16 @@ def fig_trajectories(
     alpha: theory solid, training (seed mean) dashed, on one alpha colour scale.
     """
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-    alpha = _nearest(train["P"], alpha0)
+    alpha, ta = _left_alpha(train["P"], None if theory is None else theory["alpha"], alpha0)
     one = train[train["P"] == alpha]
     time = plt.Normalize(one["epoch"].min(), one["epoch"].max())
     for _, df in one.groupby("seed"):
         xy = df[["lambda", "test_error"]].to_numpy(float)
-        xy = xy[_positive(xy[:, 0], xy[:, 1])]
-        segs = np.stack([xy[:-1], xy[1:]], axis=1)
-        lc = LineCollection(segs, cmap="plasma", norm=time, linewidths=1.2)
-        lc.set_array(df["epoch"].to_numpy(float)[: len(segs)])
+        ok = _positive(xy[:, 0], xy[:, 1])
+        xy, t = xy[ok], df["epoch"].to_numpy(float)[ok]
+        lc = LineCollection(np.stack([xy[:-1], xy[1:]], axis=1), cmap="plasma", norm=time)
+        lc.set_array(t[:-1])
+        lc.set_linewidth(1.2)
         left.add_collection(lc)
         left.update_datalim(xy)
     left.autoscale_view()
@@ -268,8 +299,9 @@ def fig_trajectories(
     all_alphas = set(train["P"])
     if theory is not None:
         all_alphas |= set(theory["alpha"])
-        ta = _nearest(theory["alpha"], alpha)
-        th = theory[(theory["alpha"] == ta) & theory.get("converged", True)]
+    if ta is not None:
+        th = _converged(theory)
+        th = th[th["alpha"] == ta]
         left.plot(
             th["lambda"], th["epsilon"], color="tab:blue", lw=2, label=f"fixed norm, α={ta:g}"
         )
@@ -284,7 +316,7 @@ def fig_trajectories(
     colors = PColors(all_alphas, label=r"$\alpha$")
     if theory is not None:
         for a, th in theory.groupby("alpha"):
-            th = th[th["converged"].astype(bool)] if "converged" in th else th
+            th = _converged(th)
             right.plot(th["lambda"], th["epsilon"], color=colors(a), lw=1.5)
     for a, df in train.groupby("P"):
         right.plot(*binned_mean(df, "lambda", "test_error"), color=colors(a), lw=1.2, ls="--")
@@ -295,78 +327,62 @@ def fig_trajectories(
 
 
 def fig_relative(theory: pd.DataFrame, result: GroupResult) -> Figure:
-    """Fig. 2: eps/eps_0 vs lambda with optimum stars; the collapse with two insets.
+    """Fig. 2: eps/eps_0 vs lambda with optimum stars; the collapse; lambda_opt and eps_opt.
 
     eps_0 is the Hebb error at each alpha (the theory table's eps_hebb); the optima are the
-    fit's per-alpha estimates for the theory group, the insets show lambda_opt(alpha) and the
-    relative eps_opt(alpha) with the fitted (gamma2) and predicted (gamma1 gamma2) laws.
+    fit's per-alpha estimates for the theory group. The paper's two insets are drawn as side
+    panels (they overlap the curves otherwise): lambda_opt(alpha) with the fitted Eq. 3 law and
+    the relative optimum eps_opt/eps_0 with slope -gamma1 gamma2 (anchored at the points).
     """
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-    th = theory[theory["converged"].astype(bool)] if "converged" in theory else theory
+    fig = plt.figure(figsize=(13, 4.4), constrained_layout=True)
+    grid = fig.add_gridspec(2, 3, width_ratios=[1, 1.15, 0.6])
+    left, right = fig.add_subplot(grid[:, 0]), fig.add_subplot(grid[:, 1])
+    top, bottom = fig.add_subplot(grid[0, 2]), fig.add_subplot(grid[1, 2])
+    th = _converged(theory)
     colors = PColors(th["alpha"].unique(), label=r"$\alpha$")
     eps0 = th.groupby("alpha")["eps_hebb"].first()
     opt = result.per_P.set_index("P")
     for a, df in th.groupby("alpha"):
         left.plot(df["lambda"], df["epsilon"] / eps0[a], color=colors(a), lw=1.4)
         if a in opt.index:
-            left.plot(
-                opt.loc[a, "lambda_opt"],
-                opt.loc[a, "eps_opt"] / eps0[a],
-                "*",
-                color=colors(a),
-                ms=11,
-                mec="k",
-                mew=0.5,
-            )
+            star = (opt.loc[a, "lambda_opt"], opt.loc[a, "eps_opt"] / eps0[a])
+            left.plot(*star, "*", color=colors(a), ms=11, mec="k", mew=0.5)
     _loglog(left, r"$\lambda$", r"$\epsilon/\epsilon_0$")
-    left.set_title(
-        r"relative error, stars at $(\lambda_{opt}, \hat\epsilon_{opt})$ (Fig. 2)", fontsize=9
-    )
+    left.set_title(r"relative error; stars: $(\lambda_{opt}, \hat\epsilon_{opt})$ (Fig. 2)")
     curves = pd.DataFrame(
-        {
-            "group": result.group,
-            "P": th["alpha"],
-            "seed": 0,
-            "epoch": 0.0,
-            "lambda": th["lambda"],
-            "test_error": th["epsilon"],
-        }
-    )
+        {"group": result.group, "P": th["alpha"], "seed": 0, "epoch": 0.0,
+         "lambda": th["lambda"], "test_error": th["epsilon"]}
+    )  # fmt: skip
     _collapse_axes(right, curves, result, colors)
-    right.set_title("collapse (Fig. 2, right)", fontsize=9)
+    right.set_title("collapse (Fig. 2, right)")
     colors.colorbar(fig, right)
 
-    per = opt[opt.index.isin(eps0.index)]
+    per = opt[opt.index.isin(eps0.index)].dropna(subset=["lambda_opt", "eps_opt"])
     a = per.index.to_numpy(float)
-    for slot, y, gamma, name in (
-        (
-            [0.62, 0.62, 0.34, 0.3],
-            per["lambda_opt"].to_numpy(float),
-            result.gamma2.value,
-            r"\lambda_{opt}",
-        ),
-        (
-            [0.12, 0.12, 0.34, 0.3],
-            (per["eps_opt"] / eps0[per.index]).to_numpy(float),
-            -result.gamma_pred.value,
-            r"\hat\epsilon_{opt}",
-        ),
-    ):
-        inset = right.inset_axes(slot)
-        inset.loglog(a, y, "o", ms=3, color="k")
-        ok = _positive(a, y)
-        if ok.any() and np.isfinite(gamma):
-            a0, y0 = np.exp(np.log(a[ok]).mean()), np.exp(np.log(y[ok]).mean())
-            inset.loglog(a, y0 * (a / a0) ** gamma, "r--", lw=1)
-        inset.set_title(rf"${name}(\alpha)$, slope {gamma:+.2f}", fontsize=7)
-        inset.tick_params(labelsize=6)
+    ax_a = np.geomspace(a.min(), a.max(), 50) if len(a) else a
+    top.loglog(a, per["lambda_opt"], "o", ms=4, color="k")
+    if len(a) and np.isfinite(result.gamma2.value):
+        law = power_law(ax_a, result.k2.value, -result.gamma2.value, result.q2.value)
+        top.loglog(ax_a, law, "r--", lw=1)
+    top.set_title(rf"$\lambda_{{opt}}(\alpha)$: $\gamma_2$ = {result.gamma2.value:.3g}")
+    rel = (per["eps_opt"] / eps0[per.index]).to_numpy(float)
+    bottom.loglog(a, rel, "o", ms=4, color="k")
+    ok = _positive(a, rel)
+    g = result.gamma_pred.value
+    if ok.any() and np.isfinite(g):
+        a0, y0 = np.exp(np.log(a[ok]).mean()), np.exp(np.log(rel[ok]).mean())
+        bottom.loglog(ax_a, y0 * (ax_a / a0) ** -g, "r--", lw=1)
+    bottom.set_title(rf"$\hat\epsilon_{{opt}}(\alpha)$: slope $-\gamma_1\gamma_2$ = {-g:.3g}")
+    for ax in (top, bottom):
+        _quiet_minor_x(ax)
+        ax.set_xlabel(r"$\alpha$")
     return fig
 
 
 def fig_local_slope(theory: pd.DataFrame) -> Figure:
     """Fig. 8: d log eps / d log lambda of the theory curves, with the -1/2 asymptote."""
     fig, ax = plt.subplots(figsize=FIGSIZE, constrained_layout=True)
-    th = theory[theory["converged"].astype(bool)] if "converged" in theory else theory
+    th = _converged(theory)
     colors = PColors(th["alpha"].unique(), label=r"$\alpha$")
     for a, df in th.groupby("alpha"):
         df = df.sort_values("lambda")

@@ -211,6 +211,8 @@ def draw_figures(sweep: Sweep, results: list, out: Path) -> list[tuple[str, str]
         curves = sweep.curves[sweep.curves["group"] == r.group]
         stem = f"g{i}_{re.sub(r'[^A-Za-z0-9]+', '_', r.group).strip('_')}"
         save(figures.fig_curves(curves, r), f"{stem}_fig3_curves", f"Fig. 3 ({r.group})")
+        if r.per_P["lambda_opt"].notna().sum() == 0:
+            continue  # no optimum was found: nothing to collapse or fit (the flags say why)
         save(figures.fig_collapse(curves, r), f"{stem}_fig4_collapse", f"Fig. 4 ({r.group})")
         save(figures.fig_fits(curves, r), f"{stem}_fig11_fits", f"Fig. 11 ({r.group})")
         save(figures.fig_eps_opt(r), f"{stem}_fig12_eps_opt", f"Fig. 12 ({r.group})")

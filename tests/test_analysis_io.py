@@ -46,8 +46,13 @@ def make_store(
     seeds: int = 3,
     epochs: int = 40,
     theory: bool = True,
+    history: bool = True,
 ) -> str:
-    """Write a small sweep into root/mlflow.db (artifacts under root/mlruns); return the URI."""
+    """Write a small sweep into root/mlflow.db (artifacts under root/mlruns); return the URI.
+
+    history=False skips the per-epoch metrics (the analysis reads curves.parquet only; the
+    sqlite writes are the slow part of building the store).
+    """
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
@@ -83,7 +88,7 @@ def make_store(
                 for key, values in ((N.TEST_ERROR, eps), (norm, lam))
                 for v, t in zip(values, epoch, strict=True)
             ]
-            client.log_batch(rid, metrics=metrics)
+            client.log_batch(rid, metrics=metrics if history else metrics[-1:])
             df = pd.DataFrame({N.EPOCH: epoch, N.TEST_ERROR: eps, norm: lam, N.TRAIN_ERROR: 0.0})
             path = files / N.CURVES_ARTIFACT
             df.to_parquet(path)

@@ -193,6 +193,9 @@ def run_sweep(
     check_tracking_uri(uri)
     restore = check_saved_state(cfg, resume)
 
+    # MLflow is the result store: Tune's per-trial CSV/JSON/TensorBoard loggers would only add
+    # per-result file writes (set the variable to 0 to get them back).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     started_ray = not ray.is_initialized()
     if started_ray:
         ray.init(address=address, include_dashboard=False, log_to_driver=verbose > 1)

@@ -34,7 +34,7 @@ def log_theory_run(cfg: SweepConfig, tracking_uri: str, experiment: str) -> str 
     alphas = [float(a) for a in _expand(cfg.theory.alphas)]
     lambdas = [float(x) for x in _expand(cfg.theory.lambdas)]
     table: pd.DataFrame = solve_grid(alphas, lambdas)
-    opt: pd.DataFrame = optimum_table(table)
+    opt: pd.DataFrame = optimum_table(alphas)  # root of d eps/d lambda, not a grid minimum
 
     if old is not None:
         run_id = old.info.run_id  # an interrupted earlier attempt: complete that run

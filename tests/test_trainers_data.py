@@ -121,3 +121,9 @@ def test_deep_trainer_runs_on_fake_mnist_without_download(tmp_path):
     make_trainer(c).run(recs.append)
     assert [r[EPOCH] for r in recs] == [1.0, 2.0]
     assert 0.0 <= recs[-1][TEST_ERROR] <= 1.0
+
+
+def test_unavailable_dataset_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.MNIST, "mirrors", [])  # offline: no mirror to try
+    with pytest.raises(RuntimeError, match="dataset: cannot load or download mnist"):
+        load_dataset("mnist", str(tmp_path / "empty"))

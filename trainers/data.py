@@ -65,8 +65,15 @@ def _load_torchvision(name: str, root: str) -> tuple[np.ndarray, ...]:
     os.makedirs(root, exist_ok=True)
     # One download per node: the first trial downloads, the others wait here, then find it.
     with FileLock(os.path.join(root, f".{name}.lock")):
-        train = cls[name](root, train=True, download=True)
-        test = cls[name](root, train=False, download=True)
+        try:
+            train = cls[name](root, train=True, download=True)
+            test = cls[name](root, train=False, download=True)
+        except (OSError, RuntimeError) as e:  # offline node, blocked mirror, corrupt archive
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise RuntimeError(
+                f"dataset: cannot load or download {name} into data_root={root} ({msg}); "
+                "download it once on a machine with internet access and copy it there"
+            ) from e
 
     def arrays(ds) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(ds.data, dtype=np.float32)

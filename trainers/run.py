@@ -85,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     from trainers import make_trainer  # torch is imported only once the input is valid
 
     t0 = time.time()
-    trainer = make_trainer(cfg)
+    try:
+        trainer = make_trainer(cfg)  # loads data and builds the model; no training yet
+    except (OSError, RuntimeError, ValueError) as e:
+        _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     rows: list[dict[str, float]] = []
 
     def report(rec: dict[str, float]) -> None:

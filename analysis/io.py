@@ -170,6 +170,7 @@ def load_mlflow(
         "runs_without_curves": n_missing,
         "duplicate_trials_dropped": n_dupes,
         "theory": theory is not None,
+        "norm": norm or f"{N.NORM_SPECTRAL_COMPLEXITY} (deep), {N.NORM_PERCEPTRON} (perceptron)",
     }
     return Sweep(
         name=exp.name,

@@ -240,3 +240,11 @@ def test_missing_or_wrong_file(tmp_path):
     (tmp_path / "x.txt").write_text("P\n1\n")
     with pytest.raises(io.InputError, match=".csv or .parquet"):
         io.load_curves_file(tmp_path / "x.txt")
+
+
+def test_local_artifact_paths_are_read_directly():
+    assert io.local_path("/abs/mlruns/1/r/artifacts") == Path("/abs/mlruns/1/r/artifacts")
+    assert io.local_path("file:///abs/ml%20runs/a") == Path("/abs/ml runs/a")
+    # anything else goes through MLflow's download (served or remote artifact stores)
+    assert io.local_path("mlflow-artifacts:/1/r/artifacts") is None
+    assert io.local_path("s3://bucket/1/r/artifacts") is None

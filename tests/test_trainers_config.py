@@ -59,6 +59,9 @@ def test_deep_defaults_follow_appendix_g():
         (dict(kind="perceptron", alpha=2.0, P=7), "P"),
         (dict(kind="perceptron"), "P"),
         (dict(P=10, model="vit", vit_dim=10, vit_heads=4), "vit_heads"),
+        (dict(P=10, momentum=0.9), "momentum"),  # adam has no momentum knob
+        (dict(kind="perceptron", alpha=1.0, optimizer="adam"), "optimizer"),
+        (dict(kind="perceptron", alpha=1.0, weight_decay=1e-4), "weight_decay"),
     ],
 )
 def test_bad_input_names_the_field(kw, field):

@@ -140,7 +140,20 @@ class TrialConfig(BaseModel):
             raise ValueError(f"init_scale: must be positive, got {self.init_scale}")
         if isinstance(self.log_schedule, int) and self.log_schedule < 2:
             raise ValueError(f"log_schedule: an int count must be >= 2, got {self.log_schedule}")
+        if self.momentum > 0 and self.optimizer != "sgd":
+            raise ValueError(f"momentum: only used by optimizer=sgd, not {self.optimizer!r}")
         if self.kind == "perceptron":
+            # Section 2 is plain full-batch GD on Eq. (1): refuse knobs it would silently ignore.
+            for name, ok in [
+                ("optimizer", self.optimizer == "sgd"),
+                ("momentum", self.momentum == 0),
+                ("weight_decay", self.weight_decay == 0),
+            ]:
+                if not ok:
+                    raise ValueError(
+                        f"{name}: kind=perceptron is plain gradient descent "
+                        "(optimizer=sgd, momentum=0, weight_decay=0)"
+                    )
             if self.model != "perceptron" or self.dataset != "teacher":
                 raise ValueError(
                     "model/dataset: kind=perceptron needs model=perceptron, dataset=teacher"

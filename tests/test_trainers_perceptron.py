@@ -113,6 +113,17 @@ def test_first_step_is_hebb_rule_and_has_hebb_error():
     assert eps.std() < 0.02
 
 
+def test_step_size_bound_matches_the_exact_spectral_norm():
+    """lr = 1/L with L = ||Z||_2^2/(P N): the power-iteration estimate vs the SVD."""
+    tr = PerceptronTrainer(cfg(alpha=3.0), [0, 1])
+    exact = torch.linalg.matrix_norm(tr.z.double(), ord=2) ** 2 / (tr.cfg.P * tr.cfg.N)
+    est = tr.smoothness()
+    assert bool((est <= exact * (1 + 1e-6)).all()) and bool((est > 0.9 * exact).all())
+    assert torch.allclose(tr.lr, 1 / est)
+    # Marchenko-Pastur edge: ||Z||^2 ~ (sqrt(P) + sqrt(N))^2
+    assert float(exact[0]) == pytest.approx((1 + 3.0**-0.5) ** 2 / tr.cfg.N, rel=0.1)
+
+
 def test_loss_decreases_every_step_and_early_learning_improves():
     """lr = 1/L obeys the descent lemma; R grows and eps falls early on (Fig. 1, left)."""
     recs = []

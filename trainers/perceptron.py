@@ -94,17 +94,6 @@ def expected_test_loss(lam: torch.Tensor, R: torch.Tensor, n_nodes: int = 80) ->
     return vals @ wq
 
 
-def smoothness(z: torch.Tensor, iters: int = 100) -> torch.Tensor:
-    """L = ||Z||_2^2 / (P N) per seed (batched power iteration on Z^T Z); z is (S, P, N)."""
-    S, P, N = z.shape
-    v = torch.ones(S, N, 1, dtype=z.dtype, device=z.device)
-    for _ in range(iters):
-        v = torch.bmm(z.transpose(1, 2), torch.bmm(z, v))
-        v = v / v.norm(dim=1, keepdim=True)
-    sq = torch.bmm(z, v).pow(2).sum(dim=(1, 2))  # Rayleigh quotient ||Z v||^2, |v| = 1
-    return sq.double() / (P * N)
-
-
 # -----------------------------------------------------------------------------
 # Trainer
 
@@ -130,13 +119,13 @@ class PerceptronTrainer:
         self.z = torch.stack(zs).to(self.device)  # (S, P, N) float32, +-1 entries
         self.teacher = torch.stack(ts).to(self.device)  # (S, N) float64
         self.w = torch.stack(ws).to(self.device)  # (S, N) float64 master weights
+        self.use_bmm = self.device.type != "cpu"  # see _zw
         # Step size per seed: the config's, or 1/L (see module docstring).
         self.lr = (
             torch.full((len(self.seeds),), cfg.lr, dtype=torch.float64, device=self.device)
             if cfg.lr > 0
-            else 1.0 / smoothness(self.z)
+            else 1.0 / self.smoothness()
         )
-        self.use_bmm = self.device.type != "cpu"  # see _zw
         self.epoch = 0
         self.status = "running"
         self._logged = set(logged_epochs(cfg))
@@ -155,6 +144,20 @@ class PerceptronTrainer:
         if not self.use_bmm:
             return torch.stack([torch.mv(z.T, gs) for z, gs in zip(self.z, g, strict=True)])
         return torch.bmm(g[:, None, :], self.z)[:, 0, :]
+
+    def smoothness(self, iters: int = 30) -> torch.Tensor:
+        """L = ||Z||_2^2 / (P N) per seed, by power iteration on Z^T Z.
+
+        The Rayleigh quotient approaches ||Z||^2 from below (within ~5% after 30 iterations at
+        alpha = 1-10, N = 500: the top of the Marchenko-Pastur spectrum has no gap); 1/L_est
+        is then a little above 1/L but far below the stability limit 2/L, and the descent is
+        still monotone (tested)."""
+        v = torch.ones(len(self.seeds), self.cfg.N, dtype=self.z.dtype, device=self.device)
+        for _ in range(iters):
+            v = self._zTg(self._zw(v))
+            v = v / v.norm(dim=1, keepdim=True)
+        sq = self._zw(v).double().pow(2).sum(1)  # ||Z v||^2 with |v| = 1
+        return sq / (self.cfg.P * self.cfg.N)
 
     def _margins(self) -> torch.Tensor:
         """Delta^mu = z^mu . w / sqrt(N), shape (S, P), float32."""

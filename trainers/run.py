@@ -66,8 +66,12 @@ def parse_config(args: argparse.Namespace) -> TrialConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    fields = ", ".join(TrialConfig.model_fields)
     ap = argparse.ArgumentParser(
-        prog="python -m trainers.run", description=__doc__.split("\n\n")[0].strip()
+        prog="python -m trainers.run",
+        description=__doc__,
+        epilog=f"TrialConfig fields (trainers/config.py): {fields}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument(
         "--set",

@@ -30,6 +30,7 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
@@ -38,6 +39,7 @@ from common import names as N
 THEORY_GROUP = "theory|fixed-norm perceptron"  # the e2e test looks for "theory" in the name
 TRIAL_KINDS = (N.KIND_PERCEPTRON, N.KIND_DEEP)
 REQUIRED_FILE_COLUMNS = ("P", "seed", "lambda", "test_error")
+TIDY_NUMERIC = ["epoch", "lambda", "test_error"]  # what each run's curve contributes
 RUN_THREADS = 8  # artifact reads are I/O bound and pyarrow releases the GIL
 
 
@@ -93,7 +95,9 @@ def load_curves_file(path: str | os.PathLike) -> Sweep:
 def tidy(df: pd.DataFrame, where: str) -> pd.DataFrame:
     """Coerce to the tidy schema; refuse non-numeric or empty data with a clear message."""
     out = df.loc[:, list(N.CURVE_COLUMNS)].copy()
-    out["group"] = out["group"].astype(str)
+    # A categorical group: 3 million repeated strings cost seconds to build and compare.
+    if not isinstance(out["group"].dtype, pd.CategoricalDtype):
+        out["group"] = out["group"].astype(str).astype("category")
     for col in ("P", "seed", "epoch", "lambda", "test_error"):
         values = pd.to_numeric(out[col], errors="coerce")
         bad = values.isna() & out[col].notna()
@@ -271,9 +275,7 @@ def local_path(artifact_uri: str) -> Path | None:
     return None
 
 
-def _read_artifact(
-    client, run, name: str, columns: list[str] | None, tmp: str
-) -> pd.DataFrame | None:
+def _read_artifact(client, run, name: str, columns: list[str] | None, tmp: str) -> pa.Table | None:
     """One run's parquet artifact: a direct read when local, else a download. None if absent."""
     base = local_path(run.info.artifact_uri)
     if base is not None:
@@ -290,7 +292,7 @@ def _read_artifact(
         except (MlflowException, OSError):
             return None
     try:
-        return pq.read_table(path, columns=columns).to_pandas()
+        return pq.read_table(path, columns=columns)
     except (KeyError, ValueError) as err:  # pyarrow: a requested column is not in the file
         available = pq.read_schema(path).names
         raise InputError(
@@ -304,9 +306,10 @@ def _load_trial_curves(
 ) -> tuple[pd.DataFrame, int]:
     metas = [_run_meta(r, norm) for r in trials]
 
-    def read(i: int) -> pd.DataFrame | None:
+    def read(i: int) -> pa.Table | None:
         cols = [N.EPOCH, metas[i]["norm"], N.TEST_ERROR]
-        return _read_artifact(client, trials[i], N.CURVES_ARTIFACT, cols, tmp)
+        table = _read_artifact(client, trials[i], N.CURVES_ARTIFACT, cols, tmp)
+        return None if table is None else table.select(cols).rename_columns(TIDY_NUMERIC)
 
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(RUN_THREADS) as pool:
         bar = tqdm(total=len(trials), desc="loading runs", unit="run", disable=not progress)
@@ -315,22 +318,25 @@ def _load_trial_curves(
             tables.append(table)
             bar.update()
         bar.close()
-    # Build the tidy table column by column: concatenating thousands of small DataFrames is
-    # the slow part otherwise.
-    keep = [i for i, t in enumerate(tables) if t is not None and len(t)]
+    keep = [i for i, t in enumerate(tables) if t is not None and t.num_rows]
     if not keep:
         raise InputError(
             "no trial run has a curves.parquet artifact yet (are the trials finished?)"
         )
-    lengths = np.array([len(tables[i]) for i in keep])
+    # One Arrow concatenation and per-run labels by np.repeat: building thousands of small
+    # DataFrames would cost more than reading the files.
+    lengths = np.array([tables[i].num_rows for i in keep])
+    groups = sorted({metas[i]["group"] for i in keep})
+    for i in keep:
+        metas[i]["code"] = groups.index(metas[i]["group"])
+    data = pa.concat_tables([tables[i] for i in keep], promote_options="permissive")
+    label = lambda key, dtype: np.repeat(np.array([metas[i][key] for i in keep], dtype), lengths)  # noqa: E731
     curves = pd.DataFrame(
         {
-            "group": np.repeat([metas[i]["group"] for i in keep], lengths),
-            "P": np.repeat([metas[i]["P"] for i in keep], lengths),
-            "seed": np.repeat([metas[i]["seed"] for i in keep], lengths),
-            "epoch": np.concatenate([tables[i][N.EPOCH].to_numpy(float) for i in keep]),
-            "lambda": np.concatenate([tables[i][metas[i]["norm"]].to_numpy(float) for i in keep]),
-            "test_error": np.concatenate([tables[i][N.TEST_ERROR].to_numpy(float) for i in keep]),
+            "group": pd.Categorical.from_codes(label("code", np.int64), groups),
+            "P": label("P", float),
+            "seed": label("seed", np.int64),
+            **{c: data.column(c).to_numpy().astype(float) for c in TIDY_NUMERIC},
         }
     )
     return curves, len(trials) - len(keep)
@@ -345,7 +351,7 @@ def _load_theory(client, runs: list) -> tuple[pd.DataFrame | None, pd.DataFrame 
     with tempfile.TemporaryDirectory() as tmp:
         theory = _read_artifact(client, run, N.THEORY_ARTIFACT, None, tmp)
         theory_opt = _read_artifact(client, run, N.THEORY_OPT_ARTIFACT, None, tmp)
-    return theory, theory_opt
+    return tuple(None if t is None else t.to_pandas() for t in (theory, theory_opt))
 
 
 def theory_curves(theory: pd.DataFrame) -> pd.DataFrame:

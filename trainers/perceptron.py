@@ -24,7 +24,12 @@ Step size. The Hessian of the mean loss is (1/(P N)) sum_mu 4 s(2D)s(-2D) z z^T 
 (descent lemma: the loss decreases at every step), computed per data set by power iteration
 (lr ~ N/2 at alpha = 5). After separation the norm grows like log(t), so a larger constant
 step would only shift log t. Measured (CPU, alpha = 5, N = 1000, seed 0): eps reaches its
-minimum 0.0826 at lambda ~ 4.6 after ~250 steps; lambda = 18 after 10^5 steps.
+minimum 0.0826 at lambda ~ 4.6 after ~250 steps (theory: lambda_opt = 4.54, eps_opt =
+0.0840); lambda = 18 after 10^5 steps. The price of the large step is resolution at small
+lambda: the first step lands at lambda ~ 0.45, and below lambda ~ 1 the curve lies above
+the small-step (gradient-flow) one (alpha = 5, lambda = 0.5: eps 0.158 at lr = 1/L, 0.139 at
+lr = 0.1/L; the fixed-norm theory gives 0.124). From lambda ~ 2 on the two coincide (within
+0.001). Set lr explicitly (in these units, ~N/2 is 1/L) to resolve lambda < 1.
 
 Batching. Several seeds run as one (S, P, N) tensor with batched matmuls; each seed's data,
 teacher and init come from its own generator, so seed s gives the same trajectory alone or in

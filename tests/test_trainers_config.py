@@ -174,3 +174,18 @@ def test_cli_perceptron_from_yaml_config(tmp_path):
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 5 and {NORM_PERCEPTRON, OVERLAP, TEST_ERROR} <= set(rows[0])
     assert float(rows[-1][EPOCH]) == 30.0
+
+
+def test_import_trainers_and_validating_a_config_do_not_import_torch():
+    code = (
+        "import sys, trainers; trainers.TrialConfig(P=10); trainers.logged_epochs("
+        "trainers.TrialConfig(P=10)); assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+    )
+    assert r.returncode == 0, r.stderr

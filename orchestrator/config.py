@@ -111,7 +111,11 @@ class Resources(_Strict):
 class TuneSettings(_Strict):
     storage_path: str = "ray_results"  # relative paths resolve against the cwd
     max_failures: int = Field(default=3, ge=0)  # retries of a failed trial, from its checkpoint
-    checkpoint_every: int = Field(default=1, gt=0)  # checkpoint every n-th logged epoch
+    # A trial checkpoints at a logged epoch once this many seconds passed since its last
+    # checkpoint, and always at its last epoch (so the final checkpoint holds the whole
+    # curve). 0 = at every logged epoch. A retry replays at most this much work; the
+    # replayed epochs are not logged twice.
+    checkpoint_seconds: float = Field(default=10.0, ge=0)
     # Tune snapshots its experiment state whenever a trial has made num_to_keep checkpoints
     # since the last snapshot (so that no state points at a deleted checkpoint); keeping a
     # few bounds disk use while keeping those forced snapshots rare.

@@ -154,7 +154,7 @@ def param_space_entries(cfg: SweepConfig, trials: list[dict], has_gpu: bool) -> 
             "key": trial_key(p),
             "params": p,
             "resources": trial_resources(p, cfg.resources, has_gpu),
-            "checkpoint_every": cfg.tune.checkpoint_every,
+            "checkpoint_seconds": cfg.tune.checkpoint_seconds,
         }
         for p in trials
     ]
@@ -193,9 +193,6 @@ def run_sweep(
     check_tracking_uri(uri)
     restore = check_saved_state(cfg, resume)
 
-    # MLflow is the result store: Tune's per-trial CSV/JSON/TensorBoard loggers would only add
-    # per-result file writes (set the variable to 0 to get them back).
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     started_ray = not ray.is_initialized()
     if started_ray:
         ray.init(address=address, include_dashboard=False, log_to_driver=verbose > 1)
@@ -222,14 +219,18 @@ def run_sweep(
 
         root = storage_root(cfg)
         path = f"{root.rstrip('/')}/{cfg.name}"
-        logger = MlflowTrialLogger(
-            uri, experiment, cfg.name, cfg.mlflow.flush_seconds, total_trials=len(trials)
-        )
         if restore:
+            # The restored Tuner brings back its pickled callback, which re-reads MLflow.
             tuner = tune.Tuner.restore(path, trainable=fn, resume_errored=True)
         else:
             todo = [e for e in entries if e["key"] not in finished]
+            if not todo:
+                print(f"sweep {cfg.name}: all {len(trials)} trials already finished")
+                return {"trials": len(trials), "finished": len(trials), "errored": 0}
             save_fingerprint(cfg)
+            logger = MlflowTrialLogger(
+                uri, experiment, cfg.name, cfg.mlflow.flush_seconds, total_trials=len(trials)
+            )
             tuner = tune.Tuner(
                 fn,
                 param_space={"trial": tune.grid_search(todo)},
@@ -246,9 +247,6 @@ def run_sweep(
                     verbose=verbose,
                 ),
             )
-            if not todo:
-                print(f"sweep {cfg.name}: all {len(trials)} trials already finished")
-                return {"trials": len(trials), "finished": len(trials), "errored": 0}
         grid = tuner.fit()
         errored = sum(1 for r in grid if r.error is not None)
         runs = find_runs(client, runs_exp_id(client, experiment), **{N.TAG_SWEEP: cfg.name})
@@ -326,7 +324,11 @@ def main(argv: list[str] | None = None, trainable: Callable | None = None) -> in
         f"sweep {cfg.name}: {counts['finished']}/{counts['trials']} trials finished"
         + (f", {counts['errored']} errored" if counts["errored"] else "")
     )
-    return 1 if counts["errored"] else 0
+    if counts["finished"] < counts["trials"]:
+        # Interrupted (Ctrl-C) or failed trials: Tune saved its state, MLflow has every epoch.
+        print("run the same command again (or with --resume) to continue", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

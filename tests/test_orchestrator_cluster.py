@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_orchestrator_fakes import mlflow_state, read_log
+from test_orchestrator_fakes import max_overlap, mlflow_state, read_log
 
 TESTS = Path(__file__).resolve().parent
 PY = sys.executable
@@ -59,16 +59,6 @@ def _sweep_dict(tmp_path: Path, **over) -> dict:
     return d
 
 
-def _max_overlap(events: list[dict]) -> int:
-    """Most trials running at once, from start/end timestamps (ends sort before starts)."""
-    marks = sorted((e["t"], 0 if e["event"] == "end" else 1) for e in events)
-    live = best = 0
-    for _, is_start in marks:
-        live += 1 if is_start else -1
-        best = max(best, live)
-    return best
-
-
 def test_quarter_gpu_trials_pack_four_per_gpu_across_two_nodes(tmp_path):
     cfg = _sweep_dict(
         tmp_path,
@@ -100,8 +90,8 @@ def test_quarter_gpu_trials_pack_four_per_gpu_across_two_nodes(tmp_path):
     by_device = {}
     for e in events:
         by_device.setdefault((e["node"], e["gpus"][0]), []).append(e)
-    assert [_max_overlap(v) for v in by_device.values()] == [4, 4]
-    assert _max_overlap(events) == 8
+    assert [max_overlap(v) for v in by_device.values()] == [4, 4]
+    assert max_overlap(events) == 8
 
 
 @pytest.mark.slow  # ~1.5 min on 2 busy cores: a second cluster node and a failure cycle

@@ -54,6 +54,7 @@ def make_fake_trial(log: str, sleep: float = 0.05, crash_epoch: int = 0):
             marker = Path(f"{log}.crashed.{key}")
             if epoch == crash_epoch and not marker.exists():
                 marker.touch()
+                _log({**base, "event": "crash", "t": time.time()})
                 raise RuntimeError(f"injected failure at epoch {epoch}")
             record = {"epoch": float(epoch), "test_error": 1 / (1 + epoch), "norm": float(epoch)}
             curve.append(record)
@@ -92,3 +93,13 @@ def mlflow_state(uri: str, experiment: str) -> dict[str, dict]:
             artifacts=[a.path for a in c.list_artifacts(r.info.run_id)],
         )
     return out
+
+
+def max_overlap(events: list[dict]) -> int:
+    """Most trials running at once: start opens an interval, end or crash closes it."""
+    marks = sorted((e["t"], e["event"] == "start") for e in events)  # closes sort first
+    live = best = 0
+    for _, is_start in marks:
+        live += 1 if is_start else -1
+        best = max(best, live)
+    return best

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from test_orchestrator_fakes import make_fake_trial, mlflow_state, read_log
+from test_orchestrator_fakes import make_fake_trial, max_overlap, mlflow_state, read_log
 
 from common import names as N
 from orchestrator.config import parse_config
@@ -56,18 +56,20 @@ def test_real_perceptron_sweep_logs_contract_and_rerun_trains_nothing(ray_sessio
     assert {k: v["stamps"] for k, v in again.items()} == {k: v["stamps"] for k, v in state.items()}
 
 
-def test_failed_trial_retries_from_checkpoint_and_logs_each_epoch_once(ray_session, tmp_path):
+def test_retry_from_checkpoint_logs_each_epoch_once_and_caps_concurrency(ray_session, tmp_path):
     log = str(tmp_path / "fake.jsonl")
     cfg = _cfg(
         tmp_path,
         blocks=[{"kind": "perceptron", "alpha": [1], "N": [8]}],
         seeds=[0, 1],
         trial={"epochs": 6, "device": "cpu"},
+        resources={"max_concurrent_trials": 1},
     )
     out = run_sweep(cfg, trainable=make_fake_trial(log, sleep=0.02, crash_epoch=4), verbose=0)
     assert out["finished"] == 2
     starts = [e["from_epoch"] for e in read_log(log) if e["event"] == "start"]
     assert sorted(starts) == [0, 0, 3, 3]  # each retried from its epoch-3 checkpoint
+    assert max_overlap(read_log(log)) == 1  # max_concurrent_trials=1 (2 CPUs would allow 2)
     for s in mlflow_state(cfg.mlflow.tracking_uri, "t").values():
         assert s["runs"] == 1 and s["steps"] == [1, 2, 3, 4, 5, 6] and s["status"] == "FINISHED"
 

@@ -57,6 +57,7 @@ class Sweep:
     theory: pd.DataFrame | None = None  # theory.parquet as logged (common.names.THEORY_COLUMNS)
     theory_opt: pd.DataFrame | None = None  # theory_opt.parquet (alpha, lambda_opt, eps_opt, ...)
     source: dict = field(default_factory=dict)  # provenance, copied into results.json
+    group_kinds: dict = field(default_factory=dict)  # group -> perceptron | deep | theory | file
     experiment_id: str | None = None
     tracking_uri: str | None = None
 
@@ -89,7 +90,8 @@ def load_curves_file(path: str | os.PathLike) -> Sweep:
         df["epoch"] = df.groupby(["group", "P", "seed"], sort=False).cumcount()
     curves = tidy(df, where=path.name)
     source = {"type": "file", "path": str(path.resolve()), "rows": len(curves)}
-    return Sweep(name=path.stem, curves=curves, kind="file", source=source)
+    kinds = dict.fromkeys(curves["group"].unique(), "file")
+    return Sweep(name=path.stem, curves=curves, kind="file", source=source, group_kinds=kinds)
 
 
 def tidy(df: pd.DataFrame, where: str) -> pd.DataFrame:
@@ -165,6 +167,9 @@ def load_mlflow(
     if theory is not None:
         curves = pd.concat([curves, theory_curves(theory)], ignore_index=True)
     kinds = {r.data.tags[N.TAG_KIND] for r in trials}
+    group_kinds = {_run_meta(r, norm)["group"]: r.data.tags[N.TAG_KIND] for r in trials}
+    if theory is not None:
+        group_kinds[THEORY_GROUP] = N.KIND_THEORY
     source = {
         "type": "mlflow",
         "tracking_uri": uri,
@@ -185,6 +190,7 @@ def load_mlflow(
         source=source,
         experiment_id=exp.experiment_id,
         tracking_uri=uri,
+        group_kinds=group_kinds,
     )
 
 

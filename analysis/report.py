@@ -151,7 +151,7 @@ def run_report(sweep: Sweep, choices, out: Path, progress: bool = True) -> dict:
     say("drawing figures", progress)
     figures.setup()
     figs = draw_figures(sweep, results, out)
-    comparison = perceptron_comparison(results)
+    comparison = perceptron_comparison(results, sweep.group_kinds)
     doc = {
         "groups": [r.to_dict() for r in results],
         "config": {
@@ -188,8 +188,8 @@ def draw_figures(sweep: Sweep, results: list, out: Path) -> list[tuple[str, str]
     by_group = {r.group: r for r in results}
     train = sweep.curves[sweep.curves["group"] != THEORY_GROUP]
     if sweep.kind in (N.KIND_PERCEPTRON, "mixed") and sweep.theory is not None:
-        perceptron_groups = [g for g in by_group if g.startswith("perceptron|")] or list(by_group)
-        first = train[train["group"] == perceptron_groups[0]]
+        trained = [g for g, k in sweep.group_kinds.items() if k == N.KIND_PERCEPTRON]
+        first = train[train["group"] == trained[0]] if trained else train.iloc[:0]
         if len(first):
             save(
                 figures.fig_trajectories(first, sweep.theory),
@@ -219,11 +219,11 @@ def draw_figures(sweep: Sweep, results: list, out: Path) -> list[tuple[str, str]
     return made
 
 
-def perceptron_comparison(results: list) -> list[dict]:
+def perceptron_comparison(results: list, group_kinds: dict) -> list[dict]:
     """gamma1, gamma2 of the theory and of perceptron training against 1/2 and 1."""
     rows = []
     for r in results:
-        if r.group != THEORY_GROUP and not r.group.startswith("perceptron|"):
+        if group_kinds.get(r.group) not in (N.KIND_PERCEPTRON, N.KIND_THEORY):
             continue
         for name, truth in PERCEPTRON_TRUTH.items():
             est = getattr(r, name)

@@ -155,6 +155,10 @@ def test_load_mlflow_builds_the_tidy_table(store):
     assert sweep.kind == N.KIND_PERCEPTRON
     groups = set(c["group"])
     assert groups == {"perceptron|teacher|gd|wd=0.0|norm", io.THEORY_GROUP}
+    assert sweep.group_kinds == {
+        "perceptron|teacher|gd|wd=0.0|norm": N.KIND_PERCEPTRON,
+        io.THEORY_GROUP: N.KIND_THEORY,
+    }
     train = c[c["group"] != io.THEORY_GROUP]
     # P is alpha for perceptrons (params alpha), not the P tag (alpha * N)
     assert sorted(train["P"].unique()) == [4.0, 8.0, 16.0, 32.0]

@@ -59,7 +59,7 @@ def _sweep_dict(tmp_path: Path, **over) -> dict:
     return d
 
 
-def test_quarter_gpu_trials_pack_four_per_gpu_across_two_nodes(tmp_path):
+def test_quarter_gpu_trials_pack_four_per_gpu_across_two_nodes_and_oversize_refused(tmp_path):
     cfg = _sweep_dict(
         tmp_path,
         blocks=[{"models": ["cnn"], "datasets": ["digits"], "P": [100 * i for i in range(1, 9)]}],
@@ -75,6 +75,13 @@ def test_quarter_gpu_trials_pack_four_per_gpu_across_two_nodes(tmp_path):
         c.add_node(num_cpus=4, num_gpus=1)
         c.wait_for_nodes()
         ray.init(address=c.address, log_to_driver=False)
+        # 2 GPUs per trial divides 1 but fits no node: refused before any trial starts
+        from orchestrator.config import ConfigError
+        try:
+            run_sweep(parse_config({{**{cfg!r}, "resources": {{"gpu": 2}}}}), verbose=0)
+            raise SystemExit("a 2-GPU trial on 1-GPU nodes was not refused")
+        except ConfigError as e:
+            assert "resources.gpu" in str(e) and "largest node" in str(e), e
         cfg = parse_config({cfg!r})
         out = run_sweep(cfg, trainable=make_fake_trial({str(log)!r}, sleep=1.5), verbose=0)
         assert out == {{"trials": 16, "finished": 16, "errored": 0}}, out
@@ -191,13 +198,14 @@ def test_driver_killed_then_same_command_completes_without_retraining(tmp_path):
             "-v",
             "0",
         ]
-        driver = subprocess.Popen(
-            cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        driver_log = open(tmp_path / "driver1.log", "w")  # noqa: SIM115 (closed by the OS)
+        driver = subprocess.Popen(cmd, cwd=tmp_path, stdout=driver_log, stderr=driver_log)
         uri = sweep["mlflow"]["tracking_uri"]
 
         def finished_runs() -> set[str]:
-            if not (tmp_path / "mlflow.db").exists():
+            # Read MLflow only once trials run: by then the driver has created the SQLite
+            # schema (two processes initialising one SQLite store at once can fail).
+            if not read_log(log):
                 return set()
             try:
                 state = mlflow_state(uri, "c")
@@ -208,7 +216,9 @@ def test_driver_killed_then_same_command_completes_without_retraining(tmp_path):
         # "Finished" is what the driver recorded (its MLflow run is FINISHED): a trial whose
         # worker is done but whose last results died with the driver is not finished.
         while len(finished_runs()) < 2:
-            assert time.time() < deadline and driver.poll() is None, "driver ended early"
+            assert time.time() < deadline and driver.poll() is None, (
+                "driver ended early: " + (tmp_path / "driver1.log").read_text()[-3000:]
+            )
             time.sleep(0.3)
         driver.send_signal(signal.SIGKILL)
         driver.wait()

@@ -136,6 +136,14 @@ class TheorySettings(_Strict):
     alphas: Values = Field(default_factory=lambda: Span(start=1e3, stop=1e5, num=5, log=True))
     lambdas: Values = Field(default_factory=lambda: Span(start=1e-2, stop=1e6, num=81, log=True))
 
+    @field_validator("alphas", "lambdas")
+    @classmethod
+    def _positive(cls, v: Values) -> Values:
+        vals = _expand(v)
+        if not vals or min(vals) <= 0:
+            raise ValueError("must be a non-empty list of positive numbers")
+        return v
+
 
 class SweepConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")

@@ -120,6 +120,7 @@ class MlflowTrialLogger(tune.Callback):
         self._logged: dict[str, set[int]] = {}  # run id -> epochs in MLflow or in the buffer
         self._buffer: dict[str, list[Metric]] = {}
         self._rows: dict[str, dict[int, dict[str, float]]] = {}  # run id -> epoch -> record
+        self._done_before: set[str] = set()  # runs already FINISHED when this driver started
         self._last_flush = time.monotonic()
         self._last_progress = 0.0
         self.rows_written = 0
@@ -155,7 +156,11 @@ class MlflowTrialLogger(tune.Callback):
             run_id = old.info.run_id
             history = self.client.get_metric_history(run_id, N.EPOCH)
             self._logged[run_id] = {int(m.step) for m in history}
-            self.client.update_run(run_id, status="RUNNING")
+            if old.info.status == "FINISHED":
+                # Done in an earlier session (the trainable skips it): leave the run as is.
+                self._done_before.add(run_id)
+            else:
+                self.client.update_run(run_id, status="RUNNING")
         else:
             run = self.client.create_run(
                 self.experiment_id, tags=trial_tags(self.sweep, key, params), run_name=key
@@ -229,6 +234,8 @@ class MlflowTrialLogger(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self._run_for(trial)
+        if run_id in self._done_before:
+            return  # its curve artifact is complete; a stale Tune checkpoint must not replace it
         # The final checkpoint holds the whole curve; what this driver saw is the fallback.
         seen = self._rows.pop(run_id, {})
         curve = self._final_curve(trial) or [seen[e] for e in sorted(seen)]
@@ -241,6 +248,8 @@ class MlflowTrialLogger(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self._run_for(trial)
+        if run_id in self._done_before:
+            return
         self._flush_run(run_id)
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_orchestrator_fakes import max_overlap, mlflow_state, read_log
+from test_orchestrator_fakes import curve_epochs, max_overlap, mlflow_state, read_log
 
 TESTS = Path(__file__).resolve().parent
 PY = sys.executable
@@ -143,11 +143,13 @@ def test_node_removed_mid_sweep_every_trial_finishes_each_epoch_once(tmp_path):
     events = read_log(log)
     resumed = [e for e in events if e["event"] == "start" and e["from_epoch"] > 0]
     assert resumed and all(e["node"] != removed for e in resumed)  # continued elsewhere
-    state = mlflow_state(cfg["mlflow"]["tracking_uri"], "c")
+    uri = cfg["mlflow"]["tracking_uri"]
+    state = mlflow_state(uri, "c")
     assert len(state) == 6
     for s in state.values():
         assert s["runs"] == 1 and s["status"] == "FINISHED"
         assert s["steps"] == list(range(1, 9))  # each logged epoch exactly once
+        assert curve_epochs(uri, s["run_id"], tmp_path) == list(range(1, 9))
 
 
 CLUSTER = """
@@ -240,3 +242,4 @@ def test_driver_killed_then_same_command_completes_without_retraining(tmp_path):
     for s in state.values():
         assert s["runs"] == 1 and s["status"] == "FINISHED"
         assert s["steps"] == list(range(1, 7))
+        assert curve_epochs(uri, s["run_id"], tmp_path) == list(range(1, 7))  # whole curve

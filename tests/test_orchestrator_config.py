@@ -114,6 +114,7 @@ BAD = [
     ("name: x\nblocks: [{datasets: [mnist], P: [70000]}]\n", [], "P: 70000 exceeds"),
     ("name: x\nblocks: [{kind: perceptron, alpha: [-1]}]\n", [], "alpha"),
     ("name: x\nblocks: [{P: [10]}]\nresources: {gpu: 0.3}\n", [], "resources.gpu"),
+    ("name: x\nblocks: [{P: [10]}]\ntheory: {lambdas: [0, 1]}\n", [], "theory.lambdas"),
     (
         "name: x\nblocks: [{P: [10]}]\n",
         ["mlflow.tracking_uri=http://127.0.0.1:9"],

@@ -103,3 +103,12 @@ def max_overlap(events: list[dict]) -> int:
         live += 1 if is_start else -1
         best = max(best, live)
     return best
+
+
+def curve_epochs(uri: str, run_id: str, dst: str | Path) -> list[int]:
+    """Epochs in a run's curves.parquet artifact, in order."""
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    path = MlflowClient(uri).download_artifacts(run_id, "curves.parquet", str(dst))
+    return [int(e) for e in pd.read_parquet(path)["epoch"]]

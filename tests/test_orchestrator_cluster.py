@@ -173,7 +173,8 @@ sys.exit(main(argv, trainable=make_fake_trial(log, sleep=0.5)))
 
 
 @pytest.mark.slow  # ~1.5 min on 2 busy cores: a cluster process and two drivers
-def test_driver_killed_then_same_command_completes_without_retraining(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["sigkill", "ctrl-c"])
+def test_driver_killed_then_same_command_completes_without_retraining(tmp_path, sig):
     (tmp_path / "cluster.py").write_text(CLUSTER)
     (tmp_path / "driver.py").write_text(DRIVER)
     sweep = _sweep_dict(
@@ -222,8 +223,8 @@ def test_driver_killed_then_same_command_completes_without_retraining(tmp_path):
                 "driver ended early: " + (tmp_path / "driver1.log").read_text()[-3000:]
             )
             time.sleep(0.3)
-        driver.send_signal(signal.SIGKILL)
-        driver.wait()
+        driver.send_signal(sig)  # SIGINT: Tune stops gracefully and saves its state
+        driver.wait(timeout=120)
         killed_at = time.time()
         done_before = finished_runs()
         assert len(done_before) < 8  # truly mid-sweep

@@ -113,7 +113,8 @@ def save_fingerprint(cfg: SweepConfig) -> None:
 # The plan (what --dry-run prints)
 
 
-def print_plan(cfg: SweepConfig, trials: list[dict], requests: list[dict], gpu: bool) -> None:
+def print_plan(cfg: SweepConfig, trials: list[dict], requests: list[dict]) -> None:
+    """The plan for a cluster with GPUs (--dry-run starts nothing, so it cannot look)."""
     from trainers import TrialConfig, logged_epochs
 
     logged = [len(logged_epochs(TrialConfig(**p))) for p in trials]
@@ -137,11 +138,8 @@ def print_plan(cfg: SweepConfig, trials: list[dict], requests: list[dict], gpu: 
         f"estimated GPU-hours: {s['gpu_hours']:.1f}   CPU-hours: {s['cpu_hours']:.2f}  "
         "(cost model: orchestrator/resources.py)"
     )
-    if not gpu:
-        print(
-            "note: GPU shares follow the rule for a cluster with GPUs; without one, trials "
-            "run on the CPU"
-        )
+    if cfg.resources.gpu == "auto" and any(r["GPU"] for r in requests):
+        print("note: on a cluster without GPUs these trials run on the CPU")
 
 
 # -----------------------------------------------------------------------------
@@ -312,7 +310,7 @@ def main(argv: list[str] | None = None, trainable: Callable | None = None) -> in
         check_tracking_uri(cfg.mlflow.tracking_uri or N.DEFAULT_TRACKING_URI)
         if args.dry_run:
             entries = param_space_entries(cfg, trials, has_gpu=True)
-            print_plan(cfg, trials, [e["resources"] for e in entries], gpu=True)
+            print_plan(cfg, trials, [e["resources"] for e in entries])
             return 0
         counts = run_sweep(
             cfg, address=args.address, resume=args.resume, trainable=trainable, verbose=args.verbose

@@ -333,7 +333,12 @@ def fit_offset(X: np.ndarray, Y: np.ndarray, mask: np.ndarray, iters: int = 80):
         g = (J.transpose(0, 2, 1) @ r[:, :, None])[:, :, 0]
         D = np.einsum("rii->ri", JtJ) + 1e-12
         A = JtJ + damp[:, None, None] * (D[:, :, None] * np.eye(3))
-        step = -np.linalg.solve(A, g[:, :, None])[:, :, 0]
+        try:
+            step = -np.linalg.solve(A, g[:, :, None])[:, :, 0]
+        except np.linalg.LinAlgError:
+            # a rank-deficient row (e.g. q collinear with k on noiseless curves) once the
+            # damping has shrunk: the pseudo-inverse takes the minimum-norm step instead
+            step = -(np.linalg.pinv(A) @ g[:, :, None])[:, :, 0]
         new = theta + np.where(np.isfinite(step), step, 0.0)
         new[:, 2] = np.clip(new[:, 2], 0.0, 0.999)
         r2, z2, m2 = resid(new)
@@ -345,7 +350,7 @@ def fit_offset(X: np.ndarray, Y: np.ndarray, mask: np.ndarray, iters: int = 80):
         z = np.where(better[:, None], z2, z)
         m = np.where(better[:, None], m2, m)
         cost = np.where(better, cost2, cost)
-        damp = np.where(better, damp / 3, damp * 4)
+        damp = np.where(better, np.maximum(damp / 3, 1e-12), damp * 4)
         if np.all((rel < 1e-12) & (damp > 1e6) | better & (rel < 1e-14)):
             break
     J = -np.stack([z / m, Xm * z / m, qs / m], axis=2) * mask[:, :, None]

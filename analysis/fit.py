@@ -6,8 +6,11 @@ power_law. The pipeline for one group, in the order it runs:
 1. Per seed curve, once (no grid quantisation): sort by lambda, smooth log eps over +-0.05
    decades, find the minimum, and fit a parabola to log eps vs log lambda over the points
    within delta of it (delta = max(0.02, 2 x the point noise)); its vertex is (lambda_opt,
-   eps_opt) of the seed. If the curve does not rise by delta after (or before) its minimum, the
-   minimum is at the edge: flagged and left out of every optimum-based step.
+   eps_opt) of the seed. A curve that falls and then saturates (stays within delta of its
+   lowest level over at least half a decade of lambda up to its end) has its optimum at the
+   start of that plateau (lambda_opt) with eps_opt the plateau's mean level. Otherwise, if the
+   curve does not rise by delta after (or before) its minimum, the minimum is at the edge:
+   flagged and left out of every optimum-based step.
    The curve is also put on a common grid in u = log lambda (step 0.05 decades): bin means of
    log eps, holes inside the curve filled by linear interpolation; a non-monotone norm (weight
    decay) is handled here because bins average all visits of a lambda range.
@@ -56,6 +59,7 @@ SLOPE_HALF = 4  # local slope over +-4 bins (0.4 decades): noisy curves need the
 SLOPE_FRACTION = 0.8  # window: slope at least 80% of the steepest early slope
 X_CAP = 0.3  # window: never beyond 0.3 lambda_opt (well before the minimum)
 MIN_SEEDS = 5
+PLATEAU_SPAN = 0.5 * LN10  # a saturated curve's plateau spans at least half a decade
 
 
 # ---------------------------------------------------------------------------- public types
@@ -176,6 +180,11 @@ def seed_optimum(u: np.ndarray, v: np.ndarray) -> tuple[float, float, bool, bool
     while jr < n - 1 and sm[jr + 1] <= sm[i] + delta:
         jr += 1
     at_edge = jr == n - 1 or jl == 0
+    if jr == n - 1 and jl > 0 and u[-1] - u[jl] >= PLATEAU_SPAN:
+        # Saturated, not overfitting (the paper's curves "overfit or saturate"): the curve
+        # fell, then stayed within delta of its lowest level for PLATEAU_SPAN or more. The
+        # optimum is where the plateau begins: the smallest norm reaching the best error.
+        return float(u[jl]), float(sm[jl:].mean()), False, False
     # at least two points on each side so the parabola is determined
     jl, jr = max(0, min(jl, i - 2)), min(n - 1, max(jr, i + 2))
     if jr - jl >= 2 and not at_edge:

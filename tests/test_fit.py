@@ -178,3 +178,20 @@ def test_analysis_imports_without_torch_or_ray():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_saturating_curve_has_its_optimum_at_the_plateau_onset():
+    from analysis.fit import seed_optimum
+
+    lam = np.logspace(0, 6, 121)
+    eps = 0.5 * lam**-0.5 + 0.05  # falls, then saturates at q = 0.05 without overfitting
+    u, v = np.log(lam), np.log(eps)
+    u_opt, v_opt, at_edge, _ = seed_optimum(u, v)
+    assert not at_edge
+    assert np.exp(v_opt) == pytest.approx(0.05, rel=0.02)
+    # the plateau begins where eps comes within delta = 0.02 (in log) of its lowest level,
+    # eps(1e6): 0.5 lam^-0.5 + 0.05 = eps(1e6) e^0.02  ->  lam ~ 1.1e5
+    onset = (0.5 / (eps[-1] * np.exp(0.02) - 0.05)) ** 2
+    assert np.exp(u_opt) == pytest.approx(onset, rel=0.15)
+    # a curve cut while still falling stays at the edge
+    assert seed_optimum(u[:40], v[:40])[2]

@@ -74,11 +74,22 @@ def _cluster_cpus(ray) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
+# Live actors per Ray job, kept between calls: starting an actor (a process importing numpy
+# and scipy) costs about a second, as much as a whole 2,000-point grid on one core.
+_WARM: dict[str, list] = {}
+
+
+def _actors(ray, n: int) -> list:
+    pool = _WARM.setdefault(ray.get_runtime_context().get_job_id(), [])
+    pool.extend(_actor_class().remote() for _ in range(n - len(pool)))
+    return pool[:n]
+
+
 def _run(ray, tasks: list[tuple], n: int, sizes: list[int], progress: bool, desc: str) -> dict:
-    """Run (method, key, *args) tasks on n fresh actors; returns {key: result}."""
+    """Run (method, key, *args) tasks on n warm actors; returns {key: result}."""
     from ray.util import ActorPool
 
-    actors = [_actor_class().remote() for _ in range(min(n, len(tasks)))]
+    actors = _actors(ray, min(n, len(tasks)))
     try:
         out = {}
         size_of = {t[1]: s for t, s in zip(tasks, sizes, strict=True)}
@@ -90,9 +101,11 @@ def _run(ray, tasks: list[tuple], n: int, sizes: list[int], progress: bool, desc
                 out[key] = result
                 bar.update(size_of[key])
         return out
-    finally:
-        for a in actors:
+    except BaseException:
+        # a failed or interrupted pool may hold broken actors: start afresh next time
+        for a in _WARM.pop(ray.get_runtime_context().get_job_id(), []):
             ray.kill(a)
+        raise
 
 
 def solve_grid(

@@ -5,8 +5,8 @@
 1. ms per (alpha, lam) point at tol 1e-9 on one core: cold (no guess) and warm (walking
    a lam grid with continuation, as solve_grid does).
 2. Wall time of a 20 alpha x 100 lam grid on the Ray actor pool with 1 and with 2 actors
-   (fresh local Ray; the actors are started once before the timing and kept warm, as the
-   pool keeps them between calls; the start-up time is printed on its own).
+   (fresh local Ray; inside theory.pool.warm_pool() the actors are started once before the
+   timing and kept between calls; the start-up time is printed on its own).
 Other processes may share the CPUs: the load average is printed next to the figures.
 """
 
@@ -29,7 +29,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from theory import solve_grid, solve_point
-    from theory.pool import solve_chunk
+    from theory.pool import solve_chunk, warm_pool
 
     n_a, n_l = (5, 40) if args.quick else (20, 100)
     alphas = np.logspace(-1, 5, n_a)
@@ -59,18 +59,19 @@ def main() -> None:
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     print(f"\n# {n_a} alpha x {n_l} lambda grid on the actor pool, {_load()}")
     print(f"{'actors':>6s} {'wall s':>8s} {'ms/point':>9s} {'all converged':>14s}")
-    t0 = time.perf_counter()
-    solve_grid(alphas[:2], lambdas[:4], n_actors=2, progress=False)  # start the actors once
-    print(f"(starting 2 actors and a warm-up grid: {time.perf_counter() - t0:.2f} s, not below)")
-    wall = {}
-    for n_act in (1, 2):
+    with warm_pool():
         t0 = time.perf_counter()
-        df = solve_grid(alphas, lambdas, n_actors=n_act, progress=False)
-        wall[n_act] = time.perf_counter() - t0
-        print(
-            f"{n_act:6d} {wall[n_act]:8.2f} {wall[n_act] / len(df) * 1e3:9.2f} "
-            f"{bool(df['converged'].all())!s:>14s}"
-        )
+        solve_grid(alphas[:2], lambdas[:4], n_actors=2, progress=False)  # start actors once
+        print(f"(starting 2 actors + warm-up grid: {time.perf_counter() - t0:.2f} s, not below)")
+        wall = {}
+        for n_act in (1, 2):
+            t0 = time.perf_counter()
+            df = solve_grid(alphas, lambdas, n_actors=n_act, progress=False)
+            wall[n_act] = time.perf_counter() - t0
+            print(
+                f"{n_act:6d} {wall[n_act]:8.2f} {wall[n_act] / len(df) * 1e3:9.2f} "
+                f"{bool(df['converged'].all())!s:>14s}"
+            )
     print(f"speedup 2 vs 1 actor: {wall[1] / wall[2]:.2f}x  ({_load()})")
     ray.shutdown()
 

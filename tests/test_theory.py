@@ -9,6 +9,7 @@ the other integration variable, and a finite-N simulation.
 import math
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -348,3 +349,31 @@ def test_simulation_quick():
 def test_simulation_slow(alpha, lam):
     ok, info = _agrees(alpha, lam, N=2000, samples=10, seed=2)
     assert ok, info
+
+
+def _free_cpus(ray, want: float) -> float:
+    # actor teardown is asynchronous: wait (bounded) for the CPUs to come back
+    for _ in range(100):
+        free = ray.available_resources().get("CPU", 0.0)
+        if free >= want:
+            break
+        time.sleep(0.1)
+    return free
+
+
+def test_pool_gives_its_cpus_back_unless_kept_warm(ray_session):
+    """A sweep starts its trials in the same Ray session right after the theory grid: actors
+    left alive would hold every CPU and the trials would wait forever."""
+    from theory.pool import _WARM, warm_pool
+
+    ray = ray_session
+    total = ray.cluster_resources()["CPU"]
+    solve_grid([10.0], [0.1, 1.0], n_actors=2, progress=False)
+    assert _free_cpus(ray, total) == total
+    with warm_pool():
+        solve_grid([10.0], [0.1, 1.0], n_actors=2, progress=False)
+        job = ray.get_runtime_context().get_job_id()
+        first = list(_WARM[job])
+        solve_grid([20.0], [0.1, 1.0], n_actors=2, progress=False)
+        assert _WARM[job] == first  # the same actors served the second call
+    assert _free_cpus(ray, total) == total

@@ -14,13 +14,7 @@ from common.names import EPOCH, TEST_ERROR
 from trainers import TrialConfig, make_trainer
 from trainers.data import load_dataset
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models on a shared machine; see test_trainers_deep.py
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 def write_idx(path, arr: np.ndarray) -> None:

@@ -18,15 +18,7 @@ from common.names import (
 from trainers import TrialConfig, load_checkpoint, make_trainer, save_checkpoint
 from trainers.perceptron import PerceptronTrainer, train_perceptron_batch
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models on a shared 2-core machine: OpenMP threads spin against other processes
-    (measured 30x slower), so these tests run single-threaded and restore the setting."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 def cfg(**kw):

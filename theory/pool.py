@@ -74,9 +74,33 @@ def _cluster_cpus(ray) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-# Live actors per Ray job, kept between calls: starting an actor (a process importing numpy
-# and scipy) costs about a second, as much as a whole 2,000-point grid on one core.
+# Live actors per Ray job, kept between calls inside `warm_pool()`: starting an actor (a
+# process importing numpy and scipy) costs about a second, as much as a whole 2,000-point grid
+# on one core. Outside it the actors are killed after each call, because each holds a CPU
+# that a sweep started next in the same Ray session needs.
 _WARM: dict[str, list] = {}
+_keep_warm = False
+
+
+@contextlib.contextmanager
+def warm_pool():
+    """Keep the pool's actors alive between solve_grid / optimum_table calls in this block."""
+    global _keep_warm
+    outer, _keep_warm = _keep_warm, True
+    try:
+        yield
+    finally:
+        _keep_warm = outer
+        if not outer:
+            _release()
+
+
+def _release() -> None:
+    import ray
+
+    if ray.is_initialized():
+        for a in _WARM.pop(ray.get_runtime_context().get_job_id(), []):
+            ray.kill(a)
 
 
 def _actors(ray, n: int) -> list:
@@ -102,10 +126,11 @@ def _run(ray, tasks: list[tuple], n: int, sizes: list[int], progress: bool, desc
                 bar.update(size_of[key])
         return out
     except BaseException:
-        # a failed or interrupted pool may hold broken actors: start afresh next time
-        for a in _WARM.pop(ray.get_runtime_context().get_job_id(), []):
-            ray.kill(a)
+        _release()  # a failed or interrupted pool may hold broken actors: start afresh
         raise
+    finally:
+        if not _keep_warm:
+            _release()
 
 
 def solve_grid(

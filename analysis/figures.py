@@ -112,8 +112,7 @@ def _quiet_minor_x(ax) -> None:
 
 def _window(result: GroupResult) -> tuple[float, float] | None:
     w = result.choices.get("window")
-    # no window could be chosen (e.g. too few usable P): fit drawn without one
-    return (float(w[0]), float(w[1])) if w is not None and None not in w else None
+    return (float(w[0]), float(w[1])) if w is not None else None
 
 
 def _used(result: GroupResult) -> pd.DataFrame:

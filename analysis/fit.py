@@ -804,12 +804,15 @@ def _collapse_dict(rows, boot, jack, choices, one_seed) -> dict:
 
 
 def _choices_dict(rows, choices: Choices, n_boot: int, failed: int) -> dict:
+    if choices.window is not None:
+        window = list(choices.window)
+    else:  # None when the rule found no window (flagged), never a pair of None
+        lo, hi = _float(rows["win_lo"][0]), _float(rows["win_hi"][0])
+        window = None if lo is None or hi is None else [lo, hi]
     return {
         "p_min": _float(rows["p_min"][0]),
         "p_min_rule": "user" if choices.p_min is not None else "auto:collapse",
-        "window": list(choices.window)
-        if choices.window is not None
-        else [_float(rows["win_lo"][0]), _float(rows["win_hi"][0])],
+        "window": window,
         "window_rule": "user" if choices.window is not None else "auto:slope",
         "n_boot": n_boot,
         "ci": choices.ci,

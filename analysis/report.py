@@ -375,7 +375,7 @@ def _seeds(s) -> str:
 
 
 def _window(w) -> str:
-    return f"[{w[0]:.3g}, {w[1]:.3g}]" if w is not None and None not in w else "n/a"
+    return f"[{w[0]:.3g}, {w[1]:.3g}]" if w is not None else "n/a"
 
 
 def _collapse(c: dict) -> str:

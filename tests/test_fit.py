@@ -36,18 +36,22 @@ def test_noisy_sweep_with_offsets_recovers_truth_within_intervals():
     assert np.isfinite(res.collapse["value"]) and res.collapse["n_points"] > 0
 
 
+# noiseless, one seed per P, no offsets: what the perceptron theory curves look like
+NOISELESS = dict(
+    P_list=[1e3, 3e3, 1e4, 3e4, 1e5],
+    seeds_per_P=1,
+    q1=0.0,
+    k1=0.9,
+    k2=0.5,
+    sigma_opt=0.0,
+    sigma_point=0.0,
+    x_start=1e-5,
+    n_points=100,
+)
+
+
 def test_noiseless_one_seed_per_P_recovers_exponents_to_1_percent():
-    df = make_sweep(
-        P_list=[1e3, 3e3, 1e4, 3e4, 1e5],
-        seeds_per_P=1,
-        q1=0.0,
-        k1=0.9,
-        k2=0.5,
-        sigma_opt=0.0,
-        sigma_point=0.0,
-        x_start=1e-5,
-        n_points=100,
-    )
+    df = make_sweep(**NOISELESS)
     res = _one(df)
     assert res.gamma1.value == pytest.approx(0.5, rel=0.01)
     assert res.gamma2.value == pytest.approx(1.0, rel=0.01)
@@ -60,15 +64,7 @@ def test_noiseless_one_seed_per_P_recovers_exponents_to_1_percent():
 def test_theory_like_curves_with_small_lambda_plateau():
     """Like the perceptron: eps ~ lambda^-1/2 only for 1 << lambda << alpha (App. D, Eq. 21)."""
     df = make_sweep(
-        P_list=[1e3, 3e3, 1e4, 3e4, 1e5],
-        seeds_per_P=1,
-        q1=0.0,
-        k1=0.9,
-        k2=0.5,
-        sigma_opt=0.0,
-        sigma_point=0.0,
-        x_start=1e-5,
-        n_points=100,
+        **NOISELESS,
         lam0=1.0,
     )
     res = _one(df)
@@ -195,3 +191,11 @@ def test_saturating_curve_has_its_optimum_at_the_plateau_onset():
     assert np.exp(u_opt) == pytest.approx(onset, rel=0.15)
     # a curve cut while still falling stays at the edge
     assert seed_optimum(u[:40], v[:40])[2]
+
+
+def test_no_window_found_is_reported_as_none_not_a_pair_of_none():
+    # every curve stops before its minimum: no optimum, so no collapse and no window
+    res = _one(make_sweep(seeds_per_P=6, x_end=[0.5] * 6, seed=6), n_boot=20)
+    assert "no early power-law window found: gamma1 not estimated" in res.flags
+    assert res.choices["window"] is None
+    assert json.loads(json.dumps(res.to_dict()))["choices"]["window"] is None

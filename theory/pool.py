@@ -110,10 +110,12 @@ def _actors(ray, n: int) -> list:
 
 
 def _run(ray, tasks: list[tuple], n: int, sizes: list[int], progress: bool, desc: str) -> dict:
-    """Run (method, key, *args) tasks on n warm actors; returns {key: result}."""
+    """Run (method, key, *args) tasks on n actors (kept only inside warm_pool()); returns
+    {key: result}."""
     from ray.util import ActorPool
 
     actors = _actors(ray, min(n, len(tasks)))
+    done = False
     try:
         out = {}
         size_of = {t[1]: s for t, s in zip(tasks, sizes, strict=True)}
@@ -124,12 +126,11 @@ def _run(ray, tasks: list[tuple], n: int, sizes: list[int], progress: bool, desc
             for key, result in work:
                 out[key] = result
                 bar.update(size_of[key])
+        done = True
         return out
-    except BaseException:
-        _release()  # a failed or interrupted pool may hold broken actors: start afresh
-        raise
     finally:
-        if not _keep_warm:
+        # a failed or interrupted pool may hold broken actors: start afresh next time
+        if not (_keep_warm and done):
             _release()
 
 

@@ -266,6 +266,12 @@ def test_actor_pool_equals_serial(ray_session):
     # warm starts differ between chunks, so agreement is to the solver tolerance, not bitwise
     np.testing.assert_allclose(pooled["epsilon"], serial["epsilon"], rtol=1e-9)
     np.testing.assert_allclose(pooled["R"], serial["R"], rtol=1e-9)
+    # many alphas: one task per whole row instead of shares of the lam axis; same table
+    many = np.logspace(-1, 4, 8)
+    rows = solve_grid(many, lams[:4], n_actors=2, progress=False)
+    alone = solve_grid(many, lams[:4], n_actors=0, progress=False)
+    np.testing.assert_allclose(rows["epsilon"], alone["epsilon"], rtol=1e-9)
+    assert (rows["alpha"].to_numpy() == np.repeat(many, 4)).all()
     # more actors than the 2 CPUs of the session: capped, not a deadlock
     capped = solve_grid([7.0], lams, n_actors=5, progress=False)
     np.testing.assert_allclose(

@@ -1,8 +1,9 @@
 """Grids of (alpha, lam) and optimum tables, serially or on a pool of Ray actors.
 
-Each actor takes a contiguous share of the (sorted) lam axis of one alpha and walks it in
-increasing lam, warm-starting every point from the previous one with the tangent predictor
-(continuation), so most points cost one or two Newton steps. Ray is imported only here and
+Each task is one alpha's row of the (sorted) lam axis, or a contiguous share of it when there
+are few alphas, and an actor walks it in increasing lam, warm-starting every point from the
+previous one with the tangent predictor (continuation), so most points cost one or two Newton
+steps. Ray is imported only here and
 only when a pool is asked for, so `import theory` stays free of Ray.
 """
 
@@ -162,7 +163,10 @@ def solve_grid(
         with _ray_session() as ray:
             # each actor holds one CPU: more actors than CPUs would wait forever (deadlock)
             n = min(n_actors or _cluster_cpus(ray), _cluster_cpus(ray))
-            n_chunks = min(n, lambdas.size)  # contiguous shares of the lam axis per alpha
+            # one task per alpha row keeps the whole row on one continuation path; split the
+            # lam axis into contiguous shares only when there are too few rows to keep every
+            # actor busy (each share starts cold, which costs about one extra point)
+            n_chunks = 1 if alphas.size >= 4 * n else min(n, lambdas.size)
             tasks, sizes = [], []
             for i, a in enumerate(alphas):
                 for k, part in enumerate(np.array_split(lam_sorted, n_chunks)):

@@ -83,6 +83,11 @@ class TrialConfig(BaseModel):
     norm_conv: Literal["operator", "reshaped"] = Field(
         default="operator", description="conv spectral norm: true operator, or paper's reshaped"
     )
+    label_noise: float = Field(
+        default=0.0,
+        description="deep: fraction in [0, 1) of the P training labels replaced by a random "
+        "different class, drawn from the seed (trainers/data.py, noisy_labels); test set clean",
+    )
 
     # --- model sizes (defaults: LeNet-5-like CNN, ResNet-20, small ViT; see trainers/models.py)
     cnn_channels: tuple[int, int] = (6, 16)
@@ -140,6 +145,8 @@ class TrialConfig(BaseModel):
             raise ValueError(f"init_scale: must be positive, got {self.init_scale}")
         if isinstance(self.log_schedule, int) and self.log_schedule < 2:
             raise ValueError(f"log_schedule: an int count must be >= 2, got {self.log_schedule}")
+        if not 0.0 <= self.label_noise < 1.0:  # also refuses NaN
+            raise ValueError(f"label_noise: must be a fraction in [0, 1), got {self.label_noise}")
         if self.momentum > 0 and self.optimizer != "sgd":
             raise ValueError(f"momentum: only used by optimizer=sgd, not {self.optimizer!r}")
         if self.kind == "perceptron":
@@ -148,11 +155,12 @@ class TrialConfig(BaseModel):
                 ("optimizer", self.optimizer == "sgd"),
                 ("momentum", self.momentum == 0),
                 ("weight_decay", self.weight_decay == 0),
+                ("label_noise", self.label_noise == 0),
             ]:
                 if not ok:
                     raise ValueError(
                         f"{name}: kind=perceptron is plain gradient descent "
-                        "(optimizer=sgd, momentum=0, weight_decay=0)"
+                        "(optimizer=sgd, momentum=0, weight_decay=0, label_noise=0)"
                     )
             if self.model != "perceptron" or self.dataset != "teacher":
                 raise ValueError(

@@ -6,7 +6,9 @@
   `data_root` under a file lock (several trials on one node start together).
 Images are scaled to [0, 1] and standardised per channel with the *training set's* mean and
 std. Nothing is augmented: not the training set by default, never the test set.
-The random training subset of size P is drawn from the trial's seed (`subset_indices`).
+The random training subset of size P is drawn from the trial's seed (`subset_indices`);
+with `label_noise` > 0 a fraction of its labels is corrupted (`noisy_labels`), never the test
+set's.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ import torch
 N_CLASSES = {"digits": 10, "mnist": 10, "cifar10": 10, "cifar100": 100}
 DIGITS_TEST_SIZE = 400  # 1797 - 400 = 1397 training images (trainers/config.py)
 DIGITS_SPLIT_SEED = 0
+# Third key of the label-noise generator: keeps its stream apart from the subset draw (keyed
+# [seed] or [seed, P]) and from torch's model-init stream, so that label_noise=0 changes
+# nothing and label_noise>0 changes only the labels.
+LABEL_NOISE_KEY = 0x4C4E  # "LN"
 
 
 @dataclass(frozen=True)
@@ -121,3 +127,28 @@ def subset_indices(n_train: int, P: int, seed: int, nested: bool = False) -> np.
         raise ValueError(f"P: must be in [1, {n_train}], got {P}")
     key = [int(seed)] if nested else [int(seed), int(P)]
     return np.random.default_rng(key).permutation(n_train)[:P]
+
+
+def noisy_labels(y: torch.Tensor, n_classes: int, fraction: float, seed: int) -> torch.Tensor:
+    """y with round(fraction * len(y)) labels replaced by a uniformly random *different* class.
+
+    The positions (without replacement) and the new classes are drawn from numpy's generator
+    keyed [seed, len(y), LABEL_NOISE_KEY], independent of the subset draw and of the model
+    init. fraction=0 returns y itself. Noisy training labels make a network memorise and so
+    overfit, which gives test error vs norm a genuine minimum (Zhang et al. 2017; Nakkiran et
+    al. 2019); the trainer applies this to the P training labels only.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"label_noise: must be a fraction in [0, 1), got {fraction}")
+    if n_classes < 2:
+        raise ValueError(f"label_noise: needs at least 2 classes, got {n_classes}")
+    n = int(y.shape[0])
+    k = round(fraction * n)
+    if k == 0:
+        return y
+    rng = np.random.default_rng([int(seed), n, LABEL_NOISE_KEY])
+    pos = torch.as_tensor(rng.choice(n, size=k, replace=False), dtype=torch.int64)
+    shift = torch.as_tensor(rng.integers(1, n_classes, size=k), dtype=y.dtype)
+    out = y.clone()
+    out[pos] = (y[pos] + shift) % n_classes  # a shift in 1..C-1: uniform over the other classes
+    return out

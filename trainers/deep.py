@@ -6,6 +6,9 @@ batches under torch.inference_mode, and nothing is augmented. Cross-entropy loss
 AdamW or SGD. At each logged epoch (trainers.config.logged_epochs) the record holds the
 train/test loss and error -- measured in eval mode on the P training examples and the full
 test set with the weights right after that epoch -- and the five norms of trainers/norms.py.
+With cfg.label_noise > 0 a fraction of the P training labels is corrupted (trainers.data.
+noisy_labels) and the train loss / error are measured against those noisy labels; the test
+set is always clean.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import torch.nn.functional as F
 
 from common.names import EPOCH, TEST_ERROR, TEST_LOSS, TRAIN_ERROR, TRAIN_LOSS
 from trainers.config import TrialConfig, logged_epochs
-from trainers.data import load_dataset, subset_indices
+from trainers.data import load_dataset, noisy_labels, subset_indices
 from trainers.models import build_model
 
 EVAL_BATCH = 2048  # examples per forward pass at evaluation (memory-bound, not a knob of SGD)
@@ -63,7 +66,8 @@ class DeepTrainer:
         self.indices = subset_indices(n_train, cfg.P, cfg.seed, cfg.nested_subsets)
         idx = torch.as_tensor(self.indices)
         self.x_train = data.x_train[idx].to(self.device)
-        self.y_train = data.y_train[idx].to(self.device)
+        y_train = noisy_labels(data.y_train[idx], data.n_classes, cfg.label_noise, cfg.seed)
+        self.y_train = y_train.to(self.device)
         self.x_test = data.x_test.to(self.device)
         self.y_test = data.y_test.to(self.device)
         self.in_shape = data.in_shape
@@ -171,10 +175,11 @@ class DeepTrainer:
         if d.get("kind") != "deep":
             raise ValueError("checkpoint: not a deep-net checkpoint")
         mine = self.cfg.model_dump()
+        defaults = {"label_noise": 0.0}  # checkpoints written before the field existed
         diff = [
             k
-            for k in ("model", "dataset", "P", "seed", "nested_subsets")
-            if d["config"][k] != mine[k]
+            for k in ("model", "dataset", "P", "seed", "nested_subsets", "label_noise")
+            if d["config"].get(k, defaults.get(k)) != mine[k]
         ]
         if diff or (d["indices"] != self.indices).any():
             raise ValueError(

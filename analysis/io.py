@@ -239,13 +239,18 @@ def _drop_duplicate_trials(trials: list) -> tuple[list, int]:
     return list(latest.values()), len(trials) - len(latest)
 
 
-def group_name(tags: dict, norm: str) -> str:
-    """The paper's groups, model x dataset x optimizer x weight decay, plus the norm."""
+def group_name(tags: dict, norm: str, params: dict | None = None) -> str:
+    """The paper's groups, model x dataset x optimizer x weight decay, plus the norm; trials
+    on noisy labels (param label_noise > 0) form groups of their own per noise level."""
     get = tags.get
-    return (
+    name = (
         f"{get(N.TAG_MODEL, '?')}|{get(N.TAG_DATASET, '?')}|{get(N.TAG_OPTIMIZER, '?')}"
-        f"|wd={get(N.TAG_WEIGHT_DECAY, '?')}|{norm}"
+        f"|wd={get(N.TAG_WEIGHT_DECAY, '?')}"
     )
+    noise = (params or {}).get("label_noise")
+    if noise is not None and float(noise) != 0.0:
+        name += f"|label_noise={float(noise):g}"
+    return f"{name}|{norm}"
 
 
 def _run_meta(run, norm: str | None) -> dict:
@@ -270,7 +275,8 @@ def _run_meta(run, norm: str | None) -> dict:
         raise InputError(
             f"run {run.info.run_id} lacks a usable P/alpha or seed tag ({err})"
         ) from None
-    return {"group": group_name(tags, norm_col), "P": P, "seed": seed, "norm": norm_col}
+    group = group_name(tags, norm_col, params)
+    return {"group": group, "P": P, "seed": seed, "norm": norm_col}
 
 
 def local_path(artifact_uri: str) -> Path | None:

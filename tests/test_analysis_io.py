@@ -252,3 +252,16 @@ def test_local_artifact_paths_are_read_directly():
     # anything else goes through MLflow's download (served or remote artifact stores)
     assert io.local_path("mlflow-artifacts:/1/r/artifacts") is None
     assert io.local_path("s3://bucket/1/r/artifacts") is None
+
+
+def test_noisy_label_trials_form_their_own_groups():
+    from analysis.io import group_name
+
+    tags = {N.TAG_MODEL: "cnn", N.TAG_DATASET: "digits", N.TAG_OPTIMIZER: "adam"}
+    tags[N.TAG_WEIGHT_DECAY] = "0.0"
+    clean = group_name(tags, "spectral_complexity")
+    assert clean == "cnn|digits|adam|wd=0.0|spectral_complexity"
+    assert group_name(tags, "spectral_complexity", {"label_noise": "0.0"}) == clean  # MLflow str
+    noisy = {group_name(tags, "spectral_complexity", {"label_noise": v}) for v in ("0.3", "0.1")}
+    assert len(noisy) == 2 and clean not in noisy
+    assert "label_noise=0.3" in group_name(tags, "spectral_complexity", {"label_noise": "0.3"})

@@ -397,8 +397,8 @@ def fit_with_optional_offset(X, Y, mask, select: bool = True):
     keep = mask.any(axis=0)  # drop columns no row uses (most of the grid is outside the window)
     X, Y, mask = X[:, keep], Y[:, keep], mask[:, keep]
     if not keep.any():  # no row has points (e.g. no window found anywhere): nothing to fit
-        nan = np.full(len(X), np.nan)
-        return {"a": nan, "logk": nan, "q": nan, "se_a": nan, "offset": nan > 0, "n": 0 * nan}
+        nan, none = np.full(len(X), np.nan), np.zeros(len(X))  # n = 0 points, not NaN points
+        return {"a": nan, "logk": nan, "q": nan, "se_a": nan, "offset": nan > 0, "n": none}
     a0, c0, se0, sse0, n = fit_line(X, Y, mask)
     # a selected offset must be positive (the test keeps it only then); an always-fitted one
     # may go negative, or a true q = 0 would sit on the bound in half the resamples and bias
@@ -713,9 +713,18 @@ def _analyse_group(name: str, g: pd.DataFrame, choices: Choices) -> GroupResult:
     if paper:
         for k in res.values():
             k.se = _float(k.se_delta)  # the paper's sigma is the reported error in paper_mode
-    failed = int(np.sum(~np.isfinite(rows["gamma_diff"][boot])))
+    # a resample failed if it lost an exponent the data themselves give (one the data do not
+    # give, e.g. gamma1 without a window, is flagged above and would count every resample)
+    given = [k for k in ("gamma1", "gamma2", "gamma_meas") if np.isfinite(rows[k][0])]
+    lost = np.zeros(n_boot, dtype=bool)
+    for k in given:
+        lost |= ~np.isfinite(rows[k][boot])
+    failed = int(lost.sum())
     if n_boot and failed:
-        flags.append(f"{failed} of {n_boot} resamples gave no estimate (left out of intervals)")
+        names = "/".join(given)
+        flags.append(
+            f"{failed} of {n_boot} resamples gave no {names} (left out of their intervals)"
+        )
     return GroupResult(
         group=name,
         n_P=len(pre.P),

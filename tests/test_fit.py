@@ -199,3 +199,13 @@ def test_no_window_found_is_reported_as_none_not_a_pair_of_none():
     assert "no early power-law window found: gamma1 not estimated" in res.flags
     assert res.choices["window"] is None
     assert json.loads(json.dumps(res.to_dict()))["choices"]["window"] is None
+
+
+def test_a_missing_gamma1_does_not_count_every_resample_as_failed():
+    """A window holding no points leaves gamma1 out (flagged); gamma2 and gamma_meas still come
+    from every resample, so no resample is reported as failed."""
+    df = make_sweep(seeds_per_P=5, sigma_opt=0.03, seed=3)
+    res = _one(df, window=(1e-9, 2e-9), n_boot=100)
+    assert not np.isfinite(res.gamma1.value) and res.gamma2.ci is not None
+    assert any("gamma1 not estimated" in f for f in res.flags)
+    assert not any("resamples gave no" in f for f in res.flags), res.flags

@@ -829,7 +829,9 @@ def _collapse_dict(rows, boot, jack, choices, one_seed) -> dict:
         # S* / median(S*) and scaled by S (a scale-invariant "basic" interval).
         S0, Sb = float(rows["S"][0]), rows["S"][boot]
         Sb = Sb[np.isfinite(Sb)]
-        ci = bs.percentile_ci(Sb / np.median(Sb), choices.level) if len(Sb) else None
+        # with 2 seeds a resample holds one seed per P: no seed error, S* = 0 or undefined
+        mid = np.median(Sb) if len(Sb) else np.nan
+        ci = bs.percentile_ci(Sb / mid, choices.level) if np.isfinite(mid) and mid > 0 else None
         d = {"measure": "houdayer_hartmann_S", "value": _float(S0)}
         d["ci"] = [S0 * ci[0], S0 * ci[1]] if ci is not None and np.isfinite(S0) else None
         d["note"] = (

@@ -209,3 +209,17 @@ def test_a_missing_gamma1_does_not_count_every_resample_as_failed():
     assert not np.isfinite(res.gamma1.value) and res.gamma2.ci is not None
     assert any("gamma1 not estimated" in f for f in res.flags)
     assert not any("resamples gave no" in f for f in res.flags), res.flags
+
+
+def test_two_seeds_per_P_give_wide_intervals_and_no_collapse_interval():
+    """n - 1 = 1 draw per P: every resample holds one seed per P, so S* has no seed error
+    (no interval, no warning), and the intervals widen to t quantiles at ~1-2 dof."""
+    import warnings
+
+    df = make_sweep(P_list=(1e3, 2e3, 4e3, 8e3), seeds_per_P=2, sigma_opt=0.05, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        res = _one(df, n_boot=200)
+    assert res.collapse["ci"] is None and np.isfinite(res.collapse["value"])
+    assert res.gamma2.dof is not None and res.gamma2.dof < 4
+    assert any("has 2 seeds" in f for f in res.flags)

@@ -223,3 +223,21 @@ def test_two_seeds_per_P_give_wide_intervals_and_no_collapse_interval():
     assert res.collapse["ci"] is None and np.isfinite(res.collapse["value"])
     assert res.gamma2.dof is not None and res.gamma2.dof < 4
     assert any("has 2 seeds" in f for f in res.flags)
+
+
+def test_sparse_curves_that_stop_before_their_minimum_are_flagged():
+    """~50 logged points per curve, as the log schedule gives: the point noise must not read
+    as ~0 (windows of one or two points around a running mean), or a noisy tail that has not
+    turned up yet passes for a minimum."""
+    from analysis.fit import seed_optimum
+
+    flagged = []
+    for x_end, seed in ((0.5, 1), (0.9, 2), (0.9, 3)):
+        df = make_sweep(
+            P_list=(1e3,), seeds_per_P=20, x_end=x_end, sigma_point=0.03, n_points=50, seed=seed
+        )
+        for _, g in df.groupby("seed"):
+            g = g.sort_values("lambda")
+            u, v = np.log(g["lambda"].to_numpy()), np.log(g["test_error"].to_numpy())
+            flagged.append(seed_optimum(u, v)[2])
+    assert np.mean(flagged) >= 0.95, np.mean(flagged)

@@ -341,7 +341,7 @@ def fit_offset(
     (log-space Eq. 2/3; q_floor < 0 lets q go negative while the model stays positive).
 
     Levenberg-Marquardt on (log k, a, q / q_max) for all rows at once, started from the q = 0
-    line; q is projected into [0, 0.999 q_max]. Returns a, log k, q, sse, cov (R, 3, 3), n.
+    line; q / q_max is projected into [q_floor, 0.999]. Returns a, log k, q, sse, cov (R, 3, 3), n.
     """
     a0, c0, _, sse0, n = fit_line(X, Y, mask)
     qs = np.where(mask, np.exp(np.where(mask, Y, 0.0)), np.inf).min(axis=1)[:, None]
@@ -706,7 +706,7 @@ def _analyse_group(name: str, g: pd.DataFrame, choices: Choices) -> GroupResult:
     jack_strata = (
         pre.strata[np.argmin(Wj, axis=1)] if len(Wj) and np.all((Wj == 0).sum(1) == 1) else None
     )
-    n_h = {i: int(np.sum(pre.strata == i)) for i in range(len(pre.P))}
+    n_h = dict(enumerate(np.bincount(pre.strata, minlength=len(pre.P)).tolist()))
 
     def est(key: str, se_delta: float | None = None) -> Estimate:
         dof = bs.effective_dof(rows[key][jack], jack_strata, n_h)

@@ -3,8 +3,8 @@
 Each task is one alpha's row of the (sorted) lam axis, or a contiguous share of it when there
 are few alphas, and an actor walks it in increasing lam, warm-starting every point from the
 previous one with the tangent predictor (continuation), so most points cost one or two Newton
-steps. Ray is imported only here and
-only when a pool is asked for, so `import theory` stays free of Ray.
+steps. Ray is imported only here and only when a pool is asked for, so `import theory` stays
+free of Ray.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Every figure uses log-log axes (the local slope of Fig. 8 excepted) and colours curves by P
 (alpha for perceptrons) on one sequential palette with a logarithmic colour scale, so the same
 P has the same colour in every panel. Functions take the tidy curves of one group and that
-group's `analysis.fit.GroupResult` and return a matplotlib Figure; nothing here computes a
+group's `analysis.results.GroupResult` and return a matplotlib Figure; nothing here computes a
 number the report states, it only draws what the fit returned.
 
 Per-seed curves are drawn faintly and thinned to at most MAX_POINTS points each (a paper-scale
@@ -27,7 +27,7 @@ from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import LogFormatterSciNotation  # noqa: E402
 
-from analysis.fit import GroupResult, master_curve, power_law  # noqa: E402
+from analysis.results import GroupResult, master_curve, power_law  # noqa: E402
 
 MAX_POINTS = 150  # per faint per-seed line
 BINS = 60  # log-lambda bins of the displayed seed mean

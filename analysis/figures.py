@@ -110,9 +110,14 @@ def _quiet_minor_x(ax) -> None:
     ax.xaxis.set_minor_formatter(LogFormatterSciNotation(minor_thresholds=(0.5, 0.2)))
 
 
-def _window(result: GroupResult) -> tuple[float, float] | None:
+def _window(result: GroupResult, x: np.ndarray) -> tuple[float, float] | None:
+    """The fit window; an open bound (None) is drawn to the end of the collapsed data x."""
     w = result.choices.get("window")
-    return (float(w[0]), float(w[1])) if w is not None else None
+    if w is None or len(x) == 0:
+        return None
+    lo = float(w[0]) if w[0] is not None else float(np.min(x))
+    hi = float(w[1]) if w[1] is not None else float(np.max(x))
+    return (lo, hi) if 0 < lo < hi else None
 
 
 def _used(result: GroupResult) -> pd.DataFrame:
@@ -143,7 +148,7 @@ def _collapse_axes(ax, curves: pd.DataFrame, result: GroupResult, colors: PColor
     for P, df in mc.groupby("P"):
         faint_seeds(ax, df, "x", "y", colors(P), alpha=0.12 if P in used else 0.05)
         ax.plot(*binned_mean(df, "x", "y"), color=colors(P), lw=1.4, alpha=1 if P in used else 0.4)
-    window = _window(result)
+    window = _window(result, mc["x"].to_numpy())
     if window is not None and np.isfinite(result.gamma1.value):
         x = np.geomspace(*window, 50)
         y = power_law(x, result.k1.value, result.gamma1.value, result.q1.value)

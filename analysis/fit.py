@@ -158,7 +158,8 @@ def _auto_p_min(pre, y, L, valid):
     n_valid = valid.sum(axis=1, keepdims=True)
     ref = valid & (rank_from_top <= np.maximum(2, np.ceil(n_valid / 2)))
     D = cl.deviation_from_reference(early, L, BIN, ref)
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rows with no reference curve: NaN
         tol = np.maximum(0.05, 3.0 * np.nanmedian(np.where(ref, D, np.nan), axis=1))
     tol = np.where(np.isfinite(tol), tol, 0.05)
     fails = valid & (D > tol[:, None])

@@ -71,12 +71,16 @@ def load_curves_file(path: str | os.PathLike) -> Sweep:
     if not path.is_file():
         raise InputError(f"curves file not found: {path}")
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        df = pd.read_csv(path)
-    elif suffix in (".parquet", ".pq"):
-        df = pd.read_parquet(path)
-    else:
+    if suffix not in (".csv", ".parquet", ".pq"):
         raise InputError(f"curves file must be .csv or .parquet, got {path.name}")
+    try:
+        df = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    except Exception as err:  # pandas/pyarrow raise many types for one cause: unreadable
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        kind = "CSV" if suffix == ".csv" else "Parquet"
+        raise InputError(f"{path.name}: not a readable {kind} file ({first})") from None
+    if len(df) == 0:
+        raise InputError(f"{path.name}: no rows")
     missing = [c for c in REQUIRED_FILE_COLUMNS if c not in df.columns]
     if missing:
         raise InputError(
@@ -94,6 +98,12 @@ def load_curves_file(path: str | os.PathLike) -> Sweep:
     return Sweep(name=path.stem, curves=curves, kind="file", source=source, group_kinds=kinds)
 
 
+def _at(df: pd.DataFrame, bad) -> str:
+    """Where the first bad row is: its group and P (as the file gives them)."""
+    row = df[np.asarray(bad)].iloc[0]
+    return f"(group {row['group']}, P={row['P']})"
+
+
 def tidy(df: pd.DataFrame, where: str) -> pd.DataFrame:
     """Coerce to the tidy schema; refuse non-numeric or empty data with a clear message."""
     out = df.loc[:, list(N.CURVE_COLUMNS)].copy()
@@ -106,12 +116,25 @@ def tidy(df: pd.DataFrame, where: str) -> pd.DataFrame:
         if bad.any():
             raise InputError(
                 f"{where}: column {col} has non-numeric values, e.g. {out[col][bad].iloc[0]!r}"
+                f" {_at(out, bad)}"
             )
         out[col] = values
-    # NaNs in lambda/test_error are kept: the fit flags them per group instead of hiding them.
-    usable = np.isfinite(out["lambda"]) & np.isfinite(out["test_error"]) & np.isfinite(out["P"])
+    seed = out["seed"].to_numpy(float)
+    bad = ~np.isfinite(seed) | (seed != np.round(seed))
+    if bad.any():
+        raise InputError(
+            f"{where}: column seed needs whole numbers, has {seed[bad][0]} {_at(out, bad)}"
+        )
+    # NaNs, zeros and negatives in lambda/test_error are kept: the fit drops and flags them per
+    # group and P instead of hiding them; only a table with nothing usable is refused here.
+    lam, eps, P = (out[c].to_numpy(float) for c in ("lambda", "test_error", "P"))
+    usable = np.isfinite(lam) & np.isfinite(eps) & np.isfinite(P)
     if not usable.any():
         raise InputError(f"{where}: no rows with finite P, lambda and test_error")
+    if not (usable & (lam > 0) & (eps > 0) & (P > 0)).any():
+        raise InputError(
+            f"{where}: no rows with P, lambda and test_error > 0 (log scales need them)"
+        )
     out["seed"] = out["seed"].astype(np.int64)
     return out.sort_values(["group", "P", "seed", "epoch"], kind="stable").reset_index(drop=True)
 

@@ -161,12 +161,16 @@ def prepare(df: pd.DataFrame) -> Prepared:
 def clean(g: pd.DataFrame, flags: list[str]) -> pd.DataFrame:
     """Drop unusable rows and short curves, with a flag for each kind of drop."""
     lam, eps = g["lambda"].to_numpy(float), g["test_error"].to_numpy(float)
-    nan = ~np.isfinite(lam) | ~np.isfinite(eps) | g["P"].isna().to_numpy() | g["seed"].isna()
+    P = g["P"].to_numpy(float)
+    nan = ~np.isfinite(lam) | ~np.isfinite(eps) | ~np.isfinite(P) | g["seed"].isna().to_numpy()
     if nan.sum():
-        flags.append(f"NaN rows dropped: {int(nan.sum())}")
-    nonpos = ~nan & ((lam <= 0) | (eps <= 0) | (g["P"].to_numpy(float) <= 0))
+        flags.append(f"NaN rows dropped: {int(nan.sum())} {_where(P[nan])}")
+    nonpos = ~nan & ((lam <= 0) | (eps <= 0) | (P <= 0))
     if nonpos.sum():
-        flags.append(f"rows with lambda, test_error or P <= 0 dropped: {int(nonpos.sum())}")
+        flags.append(
+            f"rows with lambda, test_error or P <= 0 dropped: {int(nonpos.sum())} "
+            f"{_where(P[nonpos])}"
+        )
     g = g[~(nan | nonpos)]
     if "epoch" in g.columns:
         g = g.sort_values(["P", "seed", "epoch"], kind="stable")
@@ -177,3 +181,10 @@ def clean(g: pd.DataFrame, flags: list[str]) -> pd.DataFrame:
         flags.append(f"curves with < {MIN_POINTS} points dropped: {n_short}")
         g = g[~short]
     return g
+
+
+def _where(P: np.ndarray) -> str:
+    """The P values a flag is about, e.g. '(P=1000, 4000)'."""
+    ps = np.unique(P[np.isfinite(P)])
+    shown = ", ".join(f"{p:g}" for p in ps[:8]) + (", ..." if len(ps) > 8 else "")
+    return f"(P={shown})" if len(ps) else "(P missing)"

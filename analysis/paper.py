@@ -104,15 +104,17 @@ def window_slope(grid: np.ndarray, eps: np.ndarray, window) -> tuple[float, floa
     return float(grid[i]), float(eps[i]), line
 
 
-def fit_gamma1(grid, eps_by_P, window) -> tuple[float, float, list]:
-    """Step 2 over the rows of eps_by_P: (gamma1, sigma1, per-P (lambda_opt, eps_opt, Line))."""
+def fit_gamma1(grid, eps_by_P, window) -> tuple[float, float, float, list]:
+    """Step 2 over the rows of eps_by_P: (gamma1, sigma1, k1 = mean of the per-P prefactors
+    10^intercept, per-P (lambda_opt, eps_opt, Line or None))."""
     per_P = [window_slope(grid, e, window) for e in eps_by_P]
     lines = [line for _, _, line in per_P if line is not None]
     if not lines:
-        return math.nan, math.nan, per_P
+        return math.nan, math.nan, math.nan, per_P
     a = np.array([line.slope for line in lines])
     s = np.array([line.se for line in lines])
-    return float(-a.mean()), float(np.sqrt(np.sum(s**2) / len(s))), per_P
+    k1 = float(np.mean([10.0**line.intercept for line in lines]))
+    return float(-a.mean()), float(np.sqrt(np.sum(s**2) / len(s))), k1, per_P
 
 
 def seed_lambda0(g: pd.DataFrame) -> pd.Series:
@@ -144,7 +146,7 @@ def analyse_group(name: str, g: pd.DataFrame, choices: Choices) -> GroupResult:
     if choices.window is None:
         flags.append("paper mode without a window: gamma1 fits every point, minimum included")
     used = P >= (choices.p_min if choices.p_min is not None else -np.inf)
-    g1, s1, per_P = fit_gamma1(grid, eps[used], choices.window)
+    g1, s1, k1, per_P = fit_gamma1(grid, eps[used], choices.window)
     lam_opt = np.full(len(P), np.nan)
     eps_opt, slope, slope_se, npts = (np.full(len(P), np.nan) for _ in range(4))
     for i, (lo, eo, line) in zip(np.flatnonzero(used), per_P, strict=True):
@@ -156,6 +158,7 @@ def analyse_group(name: str, g: pd.DataFrame, choices: Choices) -> GroupResult:
     lam0 = seed_lambda0(g).reindex(P).to_numpy()
     est: dict[str, Estimate] = {}
     est["gamma1"] = Estimate(g1, se=_f(s1), se_delta=_f(s1))
+    est["k1"] = Estimate(k1)
     if not np.isfinite(g1):
         flags.append("no P has >= 3 points in the window: gamma1 not estimated")
     for key, fit in (
@@ -220,7 +223,7 @@ def _result(name, choices, flags, est, table, per_seed, grid_size=0) -> GroupRes
         gamma_meas=est.get("gamma_meas", nan),
         gamma_diff=est.get("gamma_diff", nan),
         q1=zero,
-        k1=nan,
+        k1=est.get("k1", nan),
         q2=zero,
         k2=est.get("k2", nan),
         k_meas=est.get("k_meas", nan),

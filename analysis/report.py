@@ -18,9 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
@@ -67,12 +70,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--p-min", type=float, help="smallest P used in the fits (default: automatic)")
     p.add_argument(
         "--window",
-        help="early power-law window LO,HI in units of lambda/lambda_opt (default: automatic)",
+        help="early power-law window LO,HI in units of lambda/lambda_opt; either bound may be "
+        "left empty (open): ',0.3' or '1e-30,' (default: automatic)",
     )
     p.add_argument(
         "--paper-mode",
         action="store_true",
-        help="the paper's Appendix F procedure: no offsets, seed-averaged curves",
+        help="the authors' own procedure (analysis.paper): seed-mean curves on a log grid, "
+        "per-P slopes in the window, no offsets, fit-based errors",
+    )
+    p.add_argument(
+        "--grid-points",
+        type=int,
+        default=50,
+        help="paper mode: points of the log-spaced lambda grid of the mean curves (default 50)",
+    )
+    p.add_argument(
+        "--p-range2",
+        help="paper mode: P range LO,HI of the gamma2 fit (default: every P)",
     )
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument(
@@ -97,15 +112,12 @@ def choices_from_args(args: argparse.Namespace):
     """Validate the analysis options (InputError on bad values) and build fit.Choices."""
     from analysis.fit import Choices
 
-    window = None
-    if args.window is not None:
-        try:
-            lo, hi = (float(v) for v in args.window.split(","))
-        except ValueError:
-            raise InputError(f"--window must be LO,HI (two numbers), got {args.window!r}") from None
-        if not (0 < lo < hi and math.isfinite(hi)):
-            raise InputError(f"--window needs 0 < LO < HI, got {args.window!r}")
-        window = (lo, hi)
+    window = parse_window(args.window) if args.window is not None else None
+    p_range2 = parse_range("--p-range2", args.p_range2) if args.p_range2 is not None else None
+    if not args.paper_mode and (p_range2 is not None or args.grid_points != 50):
+        raise InputError("--p-range2 and --grid-points apply to --paper-mode only")
+    if args.grid_points < 2:
+        raise InputError(f"--grid-points must be >= 2, got {args.grid_points}")
     if args.p_min is not None and not (args.p_min > 0 and math.isfinite(args.p_min)):
         raise InputError(f"--p-min must be a positive number, got {args.p_min}")
     if args.n_boot < 0:
@@ -125,7 +137,44 @@ def choices_from_args(args: argparse.Namespace):
         level=args.level,
         seed=args.seed,
         n_jobs=args.n_jobs,
+        grid_points=args.grid_points,
+        p_range2=p_range2,
     )
+
+
+def _bound(text: str, what: str, spec: str) -> float | None:
+    """One bound of LO,HI: empty = open (None), else a positive finite number."""
+    if not text.strip():
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        raise InputError(f"{what} bounds must be numbers or empty, got {spec!r}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise InputError(f"{what} bounds must be positive and finite, got {spec!r}")
+    return v
+
+
+def parse_window(spec: str) -> tuple[float | None, float | None]:
+    """--window LO,HI (lambda/lambda_opt): either bound may be empty (open), not both."""
+    parts = spec.split(",")
+    if len(parts) != 2:
+        raise InputError(f"--window must be LO,HI (either may be empty: ',0.3'), got {spec!r}")
+    lo, hi = (_bound(t, "--window", spec) for t in parts)
+    if lo is None and hi is None:
+        raise InputError(f"--window needs at least one bound, got {spec!r}")
+    if lo is not None and hi is not None and not lo < hi:
+        raise InputError(f"--window needs 0 < LO < HI, got {spec!r}")
+    return lo, hi
+
+
+def parse_range(flag: str, spec: str) -> tuple[float, float]:
+    """LO,HI with both bounds given, LO <= HI."""
+    parts = spec.split(",")
+    vals = [_bound(t, flag, spec) for t in parts] if len(parts) == 2 else []
+    if len(vals) != 2 or None in vals or vals[0] > vals[1]:
+        raise InputError(f"{flag} must be LO,HI with 0 < LO <= HI, got {spec!r}")
+    return vals[0], vals[1]
 
 
 def load(args: argparse.Namespace) -> Sweep:
@@ -141,8 +190,42 @@ def default_out(name: str) -> Path:
 # --- the report ----------------------------------------------------------------------------
 
 
+def staging_dir(out: Path) -> Path:
+    """A fresh folder next to --out to write the report into (InputError if impossible).
+
+    Called before any compute, so an unwritable --out (a file, /proc/..., no permission) is
+    refused at once; publish() renames it onto out only when every file is written, so a
+    crash or Ctrl-C never leaves a half-written report in place of a complete one.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a directory")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        tmp.chmod(0o755)  # mkdtemp's 0700 would carry over to the published report
+        (tmp / ".write-test").write_text("")
+        (tmp / ".write-test").unlink()
+    except OSError as err:
+        raise InputError(f"--out {out} is not writable: {err.strerror or err}") from None
+    return tmp
+
+
+def publish(tmp: Path, out: Path) -> None:
+    """Replace out by the complete report in tmp: two renames in one directory."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.rmdir(old)
+        os.rename(out, old)
+    os.rename(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def run_report(sweep: Sweep, choices, out: Path, progress: bool = True) -> dict:
-    """Fit every group, draw the figures and write all report files; return results.json."""
+    """Fit every group, draw the figures and write all report files into out (created if
+    needed; the caller makes it a fresh staging folder, see staging_dir); return results.json."""
     from analysis import figures
     from analysis.fit import analyse
 
@@ -214,6 +297,9 @@ def draw_figures(sweep: Sweep, results: list, out: Path) -> list[tuple[str, str]
         )
     for i, r in enumerate(results):
         curves = sweep.curves[sweep.curves["group"] == r.group]
+        curves = curves[(curves["lambda"] > 0) & (curves["test_error"] > 0)]  # log axes
+        if r.n_P == 0 or len(curves) == 0:
+            continue  # nothing usable in this group: its flags say why
         stem = f"g{i}_{re.sub(r'[^A-Za-z0-9]+', '_', r.group).strip('_')}"
         save(figures.fig_curves(curves, r), f"{stem}_fig3_curves", f"Fig. 3 ({r.group})")
         if r.per_P["lambda_opt"].notna().sum() == 0:
@@ -380,7 +466,10 @@ def _seeds(s) -> str:
 
 
 def _window(w) -> str:
-    return f"[{w[0]:.3g}, {w[1]:.3g}]" if w is not None else "n/a"
+    if w is None:
+        return "n/a"
+    lo, hi = (format(b, ".3g") if b is not None else "open" for b in w)
+    return f"[{lo}, {hi}]"
 
 
 def _collapse(c: dict) -> str:
@@ -450,7 +539,7 @@ def render_html(blocks: list[tuple], out: Path, title: str) -> str:
 def versions() -> dict:
     """Python, the numeric stack and MLflow (from package metadata: no import), git commit."""
     out = {"python": sys.version.split()[0]}
-    for pkg in ("numpy", "scipy", "pandas", "statsmodels", "seaborn", "matplotlib", "mlflow"):
+    for pkg in ("numpy", "scipy", "pandas", "seaborn", "matplotlib", "mlflow"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -515,18 +604,28 @@ def say(msg: str, progress: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     progress = not args.no_progress
+    tmp = None
     try:
         choices = choices_from_args(args)
+        if args.out:  # refuse a bad --out before reading anything
+            tmp = staging_dir(Path(args.out))
         sweep = load(args)
+        out = Path(args.out) if args.out else default_out(sweep.name)
+        tmp = tmp or staging_dir(out)
     except InputError as err:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         print(f"error: {err}", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else default_out(sweep.name)
     say(
         f"{sweep.name}: {len(sweep.curves):,} rows, {sweep.curves['group'].nunique()} group(s)",
         progress,
     )
-    doc = run_report(sweep, choices, out, progress=progress)
+    try:
+        doc = run_report(sweep, choices, tmp, progress=progress)
+        publish(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful publish
     if sweep.source.get("type") == "mlflow" and not args.no_log:
         rid = log_to_mlflow(sweep, out, doc)
         say(f"logged to MLflow run {rid} (kind=report)", progress)

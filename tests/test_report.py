@@ -52,9 +52,7 @@ def test_results_json_schema_and_numbers(perceptron_report):
     _, out, _ = perceptron_report
     doc = json.loads((out / "results.json").read_text())
     assert set(doc) >= {"groups", "config", "versions"}
-    assert {"python", "numpy", "scipy", "pandas", "statsmodels", "seaborn", "mlflow"} <= set(
-        doc["versions"]
-    )
+    assert {"python", "numpy", "scipy", "pandas", "seaborn", "mlflow"} <= set(doc["versions"])
     names = [g["group"] for g in doc["groups"]]
     assert any("theory" in n for n in names) and "perceptron|teacher|gd|wd=0.0|norm" in names
     for g in doc["groups"]:

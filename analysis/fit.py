@@ -11,7 +11,14 @@ squares), collapse, bootstrap. The pipeline for one group, in the order it runs:
    lowest level over at least half a decade of lambda up to its end) has its optimum at the
    start of that plateau (lambda_opt) with eps_opt the plateau's mean level. Otherwise, if the
    curve does not rise by delta after (or before) its minimum, the minimum is at the edge:
-   flagged and left out of every optimum-based step.
+   flagged and left out of every optimum-based step, except under rule 1b.
+1b. End of training (rule "flat end"; real curves, e.g. the authors' ResNet runs, often stop
+   near their optimum, still falling slowly): when at least half of a group's curves end at
+   their minimum, every such curve that has flattened (its final slope, over the last fifth
+   of its log-lambda span, is at most a third of its steepest slope; scale-free, so a ViT
+   curve over 30 decades reads like a CNN curve over one) keeps its last-point optimum, as
+   the paper's hand analysis does; flagged. A lone curve cut short still counts as at the
+   edge (it is more likely a run stopped early than a saturated curve).
    The curve is also put on a common grid in u = log lambda (step 0.05 decades): bin means of
    log eps, holes inside the curve filled by linear interpolation; a non-monotone norm (weight
    decay) is handled here because bins average all visits of a lambda range.
@@ -26,14 +33,20 @@ squares), collapse, bootstrap. The pipeline for one group, in the order it runs:
    +-4 bins; for x <= 0.3 take the median early slope s* and the contiguous run of bins,
    around the steepest one, with slope <= 0.8 s*; the window is the intersection of these
    runs over the used P (the early power-law region shared by all curves, well before the
-   minimum).
+   minimum). Real curves of different lengths: a P without such a run does not veto the
+   window (at least half of the used P must have one; the others are flagged), and when the
+   runs do not overlap the window is their median bounds ("auto:slope-median", flagged).
 5. gamma1, k1, q1: least squares of log(eps/eps_opt) against log(k1 x^-gamma1 + q1) (Eq. 2)
    over every used curve's binned points in the window; gamma2, k2, q2 from log lambda_opt(P)
    against log(k2 P^gamma2 + q2) (Eq. 3); gamma_meas from eps_opt(P) = k P^-gamma + q.
    Offsets need >= 4 points and stay below the smallest value. q1 is kept only if it is
    significant (F-test at 5%), positive and not at its upper bound; q2 and the offset of
-   eps_opt(P) are always fitted, of either sign (fit_with_optional_offset says why); a q fixed
-   at 0 is flagged.
+   eps_opt(P) are always fitted, of either sign (laws.fit_law says why: the bootstrap
+   intervals need it), except with one seed per P (rule "laws in P"): there is no bootstrap,
+   and a free offset on ~10 points of an averaged curve absorbs the power law (on the
+   authors' curves it took gamma_meas from ~0.2 to ~0.05), so the F-test decides as for q1.
+   A q fixed at 0 is flagged. With one seed per P the errors are the fits' least-squares
+   standard errors (flagged).
 6. gamma_pred = gamma1 gamma2 (Eq. 5), gamma_diff = gamma_pred - gamma_meas; collapse S
    (collapse.py).
 
@@ -55,7 +68,7 @@ from analysis import bootstrap as bs
 from analysis import collapse as cl
 from analysis import paper
 from analysis.laws import LawFit, fit_law
-from analysis.optimum import BIN, Prepared, clean, prepare, seed_optimum
+from analysis.optimum import BIN, FLAT_RATIO, Prepared, clean, prepare, seed_optimum
 from analysis.results import (
     Choices,
     Estimate,
@@ -80,6 +93,7 @@ SLOPE_HALF = 4  # local slope over +-4 bins (0.4 decades): noisy curves need the
 SLOPE_FRACTION = 0.8  # window: slope at least 80% of the steepest early slope
 X_CAP = 0.3  # window: never beyond 0.3 lambda_opt (well before the minimum)
 MIN_SEEDS = 5
+EDGE_MAJORITY = 0.5  # end-of-training rule: at least half the curves end at their minimum
 
 
 @dataclass
@@ -93,6 +107,8 @@ class Rows:
     p_min: np.ndarray  # (R,)
     win_lo: np.ndarray  # (R,) window, lambda/lambda_opt (NaN: none found)
     win_hi: np.ndarray
+    win_median: np.ndarray  # (R,) window from the median bounds (the runs did not overlap)
+    has_run: np.ndarray  # (R, nP) P has an early power-law run (auto window only)
     law1: LawFit  # Eq. 2 on the collapsed curves
     law2: LawFit  # Eq. 3: lambda_opt(P)
     law_meas: LawFit  # eps_opt(P)
@@ -173,7 +189,8 @@ def _auto_p_min(pre, y, L, valid):
 
 
 def _auto_window(pre, m, L, used):
-    """Rule "auto:slope" (module docstring, step 4). Returns log lo, log hi per row."""
+    """Rule "auto:slope" (module docstring, step 4). Returns log lo, log hi, whether the median
+    bounds were used (R,) and which P have a run (R, nP)."""
     R, nP, B = m.shape
     j = np.arange(-SLOPE_HALF, SLOPE_HALF + 1)
     s = np.full_like(m, np.nan)
@@ -200,9 +217,19 @@ def _auto_window(pre, m, L, used):
     with np.errstate(invalid="ignore"):
         lo_P = np.where(ok, pre.u[np.clip(left, 0, B - 1)] - L, -np.inf)
         hi_P = np.where(ok, pre.u[np.clip(right, 0, B - 1)] - L, np.inf)
+    # the intersection of the runs (the early region shared by all curves); when real curves
+    # of different lengths leave it empty, the median bounds over the P that have a run
     lo, hi = lo_P.max(axis=1), hi_P.min(axis=1)
-    bad = ~ok.any(axis=1) | (used & ~ok).any(axis=1) | ~(hi > lo)
-    return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rows with no run: NaN, flagged below
+        lo_med = np.nanmedian(np.where(ok, lo_P, np.nan), axis=1)
+        hi_med = np.nanmedian(np.where(ok, hi_P, np.nan), axis=1)
+    empty = ~(hi > lo)
+    lo, hi = np.where(empty, lo_med, lo), np.where(empty, hi_med, hi)
+    # a P without an early power law (a short or flat start, common on real curves) does not
+    # veto the window of the others; at least half the used P must have one
+    bad = (ok.sum(axis=1) < np.maximum(1, 0.5 * used.sum(axis=1))) | ~(hi > lo)
+    return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi), empty & ~bad, ok
 
 
 def _rows(pre: Prepared, W: np.ndarray, choices: Choices) -> Rows:
@@ -215,18 +242,23 @@ def _rows(pre: Prepared, W: np.ndarray, choices: Choices) -> Rows:
     else:
         used = valid & (pre.P[None, :] >= choices.p_min)
     if choices.window is None:
-        lo, hi = _auto_window(pre, m, L, used)
+        lo, hi, win_median, has_run = _auto_window(pre, m, L, used)
     else:  # an open bound is -inf / +inf
         lo_, hi_ = choices.window
         lo = np.full(R, -np.inf if lo_ is None else math.log(lo_))
         hi = np.full(R, np.inf if hi_ is None else math.log(hi_))
+        win_median, has_run = np.zeros(R, dtype=bool), used.copy()
     logx = pre.u[None, None, :] - L[:, :, None]
     inwin = used[:, :, None] & np.isfinite(y) & (logx >= lo[:, None, None])
     inwin &= logx <= hi[:, None, None]
     logP = np.broadcast_to(np.log(pre.P)[None, :], L.shape)
     law1 = fit_law(logx.reshape(R, -1), y.reshape(R, -1), inwin.reshape(R, -1), sign=-1.0)
-    law2 = fit_law(logP, L, used, sign=1.0, select=False)
-    law_meas = fit_law(logP, E, used, sign=-1.0, select=False)
+    # offsets of the laws in P: always fitted when a bootstrap over seeds measures their
+    # cost (laws.fit_law says why); one seed per P has no bootstrap, so keep them only where
+    # an F-test says the points determine them (rule "laws in P" in the module docstring)
+    one_seed = bool(np.all(np.bincount(pre.strata) == 1))
+    law2 = fit_law(logP, L, used, sign=1.0, select=one_seed)
+    law_meas = fit_law(logP, E, used, sign=-1.0, select=one_seed)
     S, rms, n = cl.houdayer_hartmann(y, dy2 if np.isfinite(dy2).any() else None, L, BIN, used)
     return Rows(
         L=L,
@@ -236,6 +268,8 @@ def _rows(pre: Prepared, W: np.ndarray, choices: Choices) -> Rows:
         p_min=np.where(used.any(axis=1), pre.P[np.argmax(used, axis=1)], np.nan),
         win_lo=np.exp(lo),
         win_hi=np.exp(hi),
+        win_median=win_median,
+        has_run=has_run,
         law1=law1.without_few(),
         law2=law2.without_few(),
         law_meas=law_meas.without_few(),
@@ -304,6 +338,7 @@ def _analyse_group(name: str, g: pd.DataFrame, choices: Choices) -> GroupResult:
         flags.append("no usable curves: nothing estimated")
         return _empty_result(name, choices, flags)
     pre = prepare(g)
+    _accept_flat_ends(pre, flags)
     seeds_per_P = {float(p): int(np.sum(pre.strata == i)) for i, p in enumerate(pre.P)}
     rng = np.random.default_rng(choices.seed)
     one_seed = all(n == 1 for n in seeds_per_P.values())
@@ -345,6 +380,9 @@ def _analyse_group(name: str, g: pd.DataFrame, choices: Choices) -> GroupResult:
         "gamma_meas": est(lm.gamma, sem),
         "gamma_diff": est(rows.gamma_diff, math.sqrt(se_pred**2 + sem**2)),
     }
+    if one_seed:  # no bootstrap: the fit-based error is the one there is (flagged)
+        for e in res.values():
+            e.se = e.se_delta
     # a resample failed if it lost an exponent the data themselves give (one the data do not
     # give, e.g. gamma1 without a window, is flagged above and would count every resample)
     laws = {"gamma1": l1, "gamma2": l2, "gamma_meas": lm}
@@ -385,6 +423,19 @@ def _analyse_group(name: str, g: pd.DataFrame, choices: Choices) -> GroupResult:
     )
 
 
+def _accept_flat_ends(pre: Prepared, flags: list[str]) -> None:
+    """Rule "end of training" (module docstring, step 1b), in place on pre.edge."""
+    if pre.edge.mean() < EDGE_MAJORITY or not pre.flat_end.any():
+        return
+    n = int(pre.flat_end.sum())
+    pre.edge &= ~pre.flat_end
+    flags.append(
+        f"optimum at the end of training in {n} of {len(pre.edge)} curves (flattened: final "
+        f"slope < {FLAT_RATIO:.2g} x the steepest): lambda_opt is the largest norm reached, "
+        "as in the paper's hand analysis"
+    )
+
+
 def _run_rows(pre: Prepared, W: np.ndarray, choices: Choices) -> Rows:
     """_rows over chunks of rows (bounded memory), optionally in threads (numpy frees the GIL)."""
     chunks = [W[i : i + 200] for i in range(0, len(W), 200)]
@@ -421,7 +472,10 @@ def _estimate(value, boot, jack, choices: Choices, se_delta=None, dof=math.inf) 
 def _pipeline_flags(pre, rows, seeds_per_P, one_seed, choices, flags) -> None:
     few = {p: n for p, n in seeds_per_P.items() if n < MIN_SEEDS}
     if one_seed:
-        flags.append("one seed per P: no interval (point estimates only)")
+        flags.append(
+            "one seed per P: no interval (no bootstrap over seeds); se is the fit's "
+            "least-squares standard error"
+        )
     elif few:
         flags.extend(f"P={num(p)} has {n} seeds (<{MIN_SEEDS})" for p, n in few.items())
     if pre.n_nonmonotone:
@@ -441,12 +495,24 @@ def _pipeline_flags(pre, rows, seeds_per_P, one_seed, choices, flags) -> None:
     if n_used < 3:
         flags.append(f"too few P values ({n_used}) for gamma2 and gamma_meas (need >= 3)")
     if not np.isfinite(rows.win_lo[0]):
-        flags.append("no early power-law window found: gamma1 not estimated")
-    elif rows.law1.npts[0] < 3:
+        flags.append(
+            "no early power-law window found: gamma1 not estimated "
+            f"({int(rows.has_run[0].sum())} of {n_used} used P have a run of steady slope "
+            f"below x = {X_CAP}; at least half must)"
+        )
+    else:
+        lacking = np.flatnonzero(rows.used[0] & ~rows.has_run[0])
+        if len(lacking):
+            shown = ", ".join(str(num(p)) for p in pre.P[lacking])
+            flags.append(f"P={shown}: no early run of steady slope; window from the other P")
+        if rows.win_median[0]:
+            flags.append("early runs do not overlap across P: window = their median bounds")
+    if np.isfinite(rows.win_lo[0]) and rows.law1.npts[0] < 3:
         flags.append(f"window holds only {int(rows.law1.npts[0])} points: gamma1 not estimated")
     for law, label in ((rows.law1, "q1"), (rows.law2, "q2"), (rows.law_meas, "q of eps_opt(P)")):
         if not law.offset[0] and np.isfinite(law.gamma[0]):
-            why = "do not determine an offset" if law is rows.law1 else "are too few (need >= 4)"
+            few = law is not rows.law1 and law.npts[0] < 4
+            why = "are too few (need >= 4)" if few else "do not determine an offset"
             flags.append(f"{label} fixed at 0: the {int(law.npts[0])} points {why}")
 
 
@@ -484,7 +550,9 @@ def _choices_dict(rows, choices: Choices, n_boot: int, failed: int) -> dict:
         "p_min": as_float(rows.p_min[0]),
         "p_min_rule": "user" if choices.p_min is not None else "auto:collapse",
         "window": window,
-        "window_rule": "user" if choices.window is not None else "auto:slope",
+        "window_rule": "user"
+        if choices.window is not None
+        else ("auto:slope-median" if rows.win_median[0] else "auto:slope"),
         "n_boot": n_boot,
         "ci": choices.ci,
         "level": choices.level,

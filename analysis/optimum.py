@@ -19,6 +19,32 @@ BIN = 0.05 * LN10  # common log-lambda grid step (natural-log units)
 SMOOTH = 0.05 * LN10  # half-width of the running mean used to locate a seed's minimum
 PLATEAU_SPAN = 0.5 * LN10  # a saturated curve's plateau spans at least half a decade
 MIN_POINTS = 5  # a curve needs this many points to locate a minimum
+FLAT_SPAN = 0.2  # slopes over a fifth of the curve's log-lambda span
+FLAT_RATIO = 1 / 3  # flattened: final slope at most a third of the steepest one
+
+
+def end_flatness(u: np.ndarray, v: np.ndarray) -> float:
+    """Final slope over steepest slope of a curve (u sorted): ~0 once it has flattened.
+
+    Least-squares slopes of v on u over windows of FLAT_SPAN x the curve's span of u, the
+    final window against the steepest (most negative) one. Scale-free in lambda and eps, so
+    the same number reads a ViT curve over 30 decades and a CNN curve over one.
+    """
+    if len(u) < 6:
+        return math.inf
+    w = FLAT_SPAN * (u[-1] - u[0])
+    c = [np.concatenate([[0.0], np.cumsum(a)]) for a in (np.ones_like(u), u, v, u * u, u * v)]
+    lo = np.arange(len(u))
+    hi = np.searchsorted(u, u + w, "right")
+    ok = (hi - lo >= 3) & (hi <= len(u)) & (u[np.minimum(hi, len(u)) - 1] - u >= 0.5 * w)
+    n, su, sv, suu, suv = (ci[hi] - ci[lo] for ci in c)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = (n * suv - su * sv) / (n * suu - su**2)
+    slope = np.where(ok & np.isfinite(slope), slope, np.nan)
+    if not np.isfinite(slope).any() or np.nanmin(slope) >= 0:
+        return math.inf
+    last = slope[np.flatnonzero(np.isfinite(slope))[-1]]
+    return float(max(-last, 0.0) / -np.nanmin(slope))
 
 
 def seed_optimum(u: np.ndarray, v: np.ndarray) -> tuple[float, float, bool, bool]:
@@ -82,6 +108,7 @@ class Prepared:
     lu: np.ndarray  # (S,) log lambda_opt per seed
     lv: np.ndarray  # (S,) log eps_opt per seed
     edge: np.ndarray  # (S,) minimum at the edge of the curve
+    flat_end: np.ndarray  # (S,) minimum at the right edge of a curve that has flattened
     u: np.ndarray  # (B,) grid centres of log lambda
     M: np.ndarray  # (S, B) per-seed log eps on the grid (NaN outside the curve)
     n_nonmonotone: int
@@ -116,7 +143,7 @@ def prepare(df: pd.DataFrame) -> Prepared:
     u0 = u_all.min()
     B = int(np.floor((u_all.max() - u0) / BIN)) + 1
     centres = u0 + BIN * np.arange(B)
-    keys, lu, lv, edge, strata, M = [], [], [], [], [], []
+    keys, lu, lv, edge, flat_end, strata, M = [], [], [], [], [], [], []
     n_nonmono = n_parabola = 0
     # one stable sort by (P, seed) keeps each curve's training order; split at the boundaries
     Pv, sv = df["P"].to_numpy(float), pd.factorize(df["seed"], sort=True)
@@ -142,6 +169,8 @@ def prepare(df: pd.DataFrame) -> Prepared:
         lu.append(a)
         lv.append(b)
         edge.append(e)
+        right = e and a >= 0.5 * (uu[0] + uu[-1])
+        flat_end.append(bool(right and end_flatness(uu, vv) <= FLAT_RATIO))
         strata.append(np.searchsorted(P, p))
         M.append(m)
     return Prepared(
@@ -151,6 +180,7 @@ def prepare(df: pd.DataFrame) -> Prepared:
         lu=np.array(lu),
         lv=np.array(lv),
         edge=np.array(edge, dtype=bool),
+        flat_end=np.array(flat_end, dtype=bool),
         u=centres,
         M=np.array(M),
         n_nonmonotone=n_nonmono,

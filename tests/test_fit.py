@@ -197,7 +197,7 @@ def test_saturating_curve_has_its_optimum_at_the_plateau_onset():
 def test_no_window_found_is_reported_as_none_not_a_pair_of_none():
     # every curve stops before its minimum: no optimum, so no collapse and no window
     res = _one(make_sweep(seeds_per_P=6, x_end=[0.5] * 6, seed=6), n_boot=20)
-    assert "no early power-law window found: gamma1 not estimated" in res.flags
+    assert any(f.startswith("no early power-law window found: gamma1 not") for f in res.flags)
     assert res.choices["window"] is None
     assert json.loads(json.dumps(res.to_dict()))["choices"]["window"] is None
 

@@ -2,6 +2,9 @@
 
     python benchmarks/bench_analysis.py                 # 3,000 runs x 1,000 epochs, 2,000 resamples
     python benchmarks/bench_analysis.py --quick         # 60 runs x 200 epochs, 200 resamples
+    python benchmarks/bench_analysis.py --file-only --against /work/main
+                                  # report from the Parquet file only (no MLflow store build),
+                                  # this checkout and another one side by side, alternating
 
 Builds once (cached under --cache, default $TMPDIR/bench_analysis_<config>) a real MLflow sqlite
 store the way the orchestrator writes one: one run per trial with the trial tags, per-epoch
@@ -47,6 +50,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--n-jobs", type=int, default=2, help="bootstrap threads")
     p.add_argument("--cache", help="store directory (built once, reused)")
     p.add_argument("--quick", action="store_true", help="60 runs x 200 epochs, 200 resamples")
+    p.add_argument("--file-only", action="store_true", help="time the report from Parquet only")
+    p.add_argument("--against", help="with --file-only: another checkout, timed alternately")
+    p.add_argument("--repeats", type=int, default=2, help="with --against: alternations")
     args = p.parse_args()
     if args.quick:
         args.runs, args.epochs, args.n_boot, args.naive_runs = 60, 200, 200, 20
@@ -156,8 +162,62 @@ def naive_load(uri: str) -> tuple[float, int]:
     return time.perf_counter() - t0, len(runs)
 
 
+REPORT_CODE = """
+import sys, time
+from pathlib import Path
+from analysis import io
+from analysis.fit import Choices
+from analysis.report import run_report
+t0 = time.perf_counter()
+sweep = io.load_curves_file(sys.argv[1])
+run_report(sweep, Choices(n_boot=int(sys.argv[3]), n_jobs=int(sys.argv[4])), Path(sys.argv[2]),
+           progress=False)
+print(time.perf_counter() - t0)
+"""
+
+
+def file_only(args) -> int:
+    """Full report (load + fit + figures + files) from one Parquet file, in a fresh process per
+    checkout, alternating so both see the same machine load; the best of --repeats each."""
+    import subprocess
+
+    path = Path(tempfile.gettempdir()) / f"bench_analysis_{args.runs}x{args.epochs}.parquet"
+    if not path.exists():
+        tidy_sweep(args.runs, args.epochs).to_parquet(path)
+    trees = {"this checkout": Path(__file__).resolve().parents[1]}
+    if args.against:
+        trees["--against " + args.against] = Path(args.against).resolve()
+    best = dict.fromkeys(trees, float("inf"))
+    for _ in range(args.repeats):
+        for name, tree in trees.items():
+            with tempfile.TemporaryDirectory() as out:
+                env = {**os.environ, "PYTHONPATH": str(tree)}
+                cmd = [sys.executable, "-c", REPORT_CODE, str(path), out + "/r"]
+                cmd += [str(args.n_boot), str(args.n_jobs)]
+                r = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+                best[name] = min(best[name], float(r.stdout.strip().splitlines()[-1]))
+    rows = [
+        (
+            "sweep",
+            f"{args.runs} runs x {args.epochs} epochs, {args.n_boot} resamples, "
+            f"{args.n_jobs} threads, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}",
+        )
+    ]
+    rows += [(f"report from Parquet, {k}", f"{v:8.1f} s") for k, v in best.items()]
+    if len(best) == 2:
+        a, b = best.values()
+        rows.append(("ratio this / other", f"{a / b:8.2f}"))
+    rows.append(("target: full report", "<= 120 s"))  # fmt: skip
+    width = max(len(r[0]) for r in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    return 0
+
+
 def main() -> int:
     args = parse_args()
+    if args.file_only:
+        return file_only(args)
     tag = f"{args.runs}x{args.epochs}h{args.naive_runs}"
     root = Path(args.cache or Path(tempfile.gettempdir()) / f"bench_analysis_{tag}")
     done = root / "complete.json"

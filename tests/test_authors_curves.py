@@ -1,0 +1,85 @@
+"""The automatic mode on the authors' own learning curves (issue 14): every exponent or a
+reason, how often each rule of analysis/fit.py fires, and where it agrees with the paper.
+
+The rule counts are those of the 23 development groups (docs/authors-curves.md, written by
+benchmarks/bench_authors_curves.py); on another copy ($AUTHORS_CURVES, e.g. held-out groups)
+only the general checks run.
+"""
+
+import math
+
+import pytest
+
+from analysis.authors import authors_dir, load_groups
+from analysis.fit import Choices, analyse
+
+ROOT = authors_dir()
+GROUPS = load_groups(ROOT) if ROOT is not None else {}
+pytestmark = pytest.mark.skipif(ROOT is None, reason="authors' curves not found ($AUTHORS_CURVES)")
+
+EXPONENTS = ("gamma1", "gamma2", "gamma_pred", "gamma_meas")
+# a missing exponent must come with one of these reasons in the flags
+REASONS = {
+    "gamma1": ("no early power-law window found", "window holds only"),
+    "gamma2": ("too few P values",),
+    "gamma_meas": ("too few P values",),
+    "gamma_pred": ("no early power-law window found", "window holds only", "too few P values"),
+}
+RULES = {  # rule (module docstring of analysis/fit.py): flag text, groups it fires in (dev data)
+    "1b flat end": ("optimum at the end of training", 12),
+    "4 P without a run": ("no early run of steady slope", 1),
+    "4 median window": ("early runs do not overlap", 7),
+    "4 no window": ("no early power-law window found", 3),
+    "1 edge left out": ("minimum at the edge of the curve", 11),
+    "5 one seed: fit-based errors": ("one seed per P: no interval", 23),
+}
+DEV = len(GROUPS) == 23 and "CNN_CIFAR10_weight_decay=0.001" in GROUPS
+
+
+@pytest.fixture(scope="module")
+def results():
+    return {n: analyse(g.curves(ROOT), Choices(n_boot=0))[0] for n, g in GROUPS.items()}
+
+
+def test_every_exponent_is_given_or_has_a_reason(results):
+    for name, r in results.items():
+        for e in EXPONENTS:
+            est = getattr(r, e)
+            if math.isfinite(est.value):
+                assert est.se is not None and est.se > 0, (name, e)  # fit-based error, one seed
+            else:
+                assert any(any(t in f for t in REASONS[e]) for f in r.flags), (name, e, r.flags)
+
+
+def test_how_often_each_rule_fires(results, capsys):
+    fired = {k: sorted(n for n, r in results.items() if any(t in f for f in r.flags))
+             for k, (t, _) in RULES.items()}  # fmt: skip
+    with capsys.disabled():
+        print("\nrule firings over", len(results), "groups:")
+        for k, names in fired.items():
+            print(f"  {k:32s} {len(names):3d}")
+    if DEV:
+        assert {k: len(v) for k, v in fired.items()} == {k: n for k, (_, n) in RULES.items()}
+
+
+@pytest.mark.skipif(not DEV, reason="agreement figures are those of the development groups")
+def test_agreement_with_the_papers_hand_analysis(results):
+    """Regression floor for the agreement docs/authors-curves.md states: gamma_meas within 25%
+    of the paper in every group; all four exponents in 20 of 23; the consistency verdict of
+    gamma_pred with gamma_meas (2 sigma) as the paper's (Tables 3-4 yes, 5 no) in 13 of 20."""
+    close_meas = all(
+        abs(r.gamma_meas.value - GROUPS[n].paper["gamma_meas"])
+        <= 0.25 * GROUPS[n].paper["gamma_meas"]
+        for n, r in results.items()
+    )
+    assert close_meas
+    full = [
+        n for n, r in results.items() if all(math.isfinite(getattr(r, e).value) for e in EXPONENTS)
+    ]
+    assert len(full) == 20
+    same = sum(
+        (abs(results[n].gamma_diff.value) <= 2 * results[n].gamma_diff.se)
+        == ("norm" not in GROUPS[n].setting)
+        for n in full
+    )
+    assert same == 13

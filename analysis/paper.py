@@ -95,6 +95,8 @@ def mean_curves(g: pd.DataFrame, grid_points: int) -> tuple[np.ndarray, np.ndarr
 
 def window_slope(grid: np.ndarray, eps: np.ndarray, window) -> tuple[float, float, Line | None]:
     """(lambda_opt, eps_opt, the log10-log10 line in the window, or None with < 3 points)."""
+    if not np.isfinite(eps).any():  # a curve narrower than one grid step: no point on the grid
+        return math.nan, math.nan, None
     i = int(np.nanargmin(eps))
     x, y = grid / grid[i], eps / eps[i]
     mask = np.isfinite(y) & (x > 0) & (y > 0)
@@ -154,7 +156,12 @@ def analyse_group(name: str, g: pd.DataFrame, choices: Choices) -> GroupResult:
     eps_opt, slope, slope_se, npts = (np.full(len(P), np.nan) for _ in range(4))
     for i, (lo, eo, line) in zip(np.flatnonzero(used), per_P, strict=True):
         lam_opt[i], eps_opt[i] = lo, eo
-        if line is None:
+        if not np.isfinite(lo):
+            flags.append(
+                f"P={num(P[i])}: its curves fall between two grid points (raise --grid-points); "
+                "left out of gamma1"
+            )
+        elif line is None:
             flags.append(f"P={num(P[i])}: the window holds < 3 points; left out of gamma1")
         else:
             slope[i], slope_se[i], npts[i] = line.slope, line.se, line.n
@@ -164,23 +171,18 @@ def analyse_group(name: str, g: pd.DataFrame, choices: Choices) -> GroupResult:
     est["k1"] = Estimate(k1)
     if not np.isfinite(g1):
         flags.append("no P has >= 3 points in the window: gamma1 not estimated")
-    for key, fit in (
-        ("gamma2", lambda: fit_gamma2(P, lam0, choices.p_range2)),
-        ("gamma_meas", lambda: fit_gamma2(P, _row_min(eps))),
-    ):
-        try:
-            line = fit()
-        except ValueError as err:
-            flags.append(f"{key} not estimated: {err}")
-            est[key] = Estimate(math.nan)
-            continue
-        sign = -1.0 if key == "gamma_meas" else 1.0
-        est[key] = Estimate(sign * line.slope, se=line.se, se_delta=line.se)
-        est["k" + key[5:]] = Estimate(math.exp(line.intercept))
-    v1, v2, vm = est["gamma1"].value, est["gamma2"].value, est["gamma_meas"].value
-    se_pred = abs(v1 * v2) * math.hypot(_z(s1, v1), _z(est["gamma2"].se, v2))
+    line2 = _line_or_flag(lambda: fit_gamma2(P, lam0, choices.p_range2), "gamma2", flags)
+    line_m = _line_or_flag(lambda: fit_gamma2(P, _row_min(eps)), "gamma_meas", flags)
+    nan = Line(math.nan, math.nan, math.nan, 0)
+    line2, line_m = line2 or nan, line_m or nan
+    est["gamma2"] = Estimate(line2.slope, se=_f(line2.se), se_delta=_f(line2.se))
+    est["k2"] = Estimate(math.exp(line2.intercept))
+    est["gamma_meas"] = Estimate(-line_m.slope, se=_f(line_m.se), se_delta=_f(line_m.se))
+    est["k_meas"] = Estimate(math.exp(line_m.intercept))
+    v1, v2, vm = g1, line2.slope, -line_m.slope
+    se_pred = abs(v1 * v2) * math.hypot(_z(s1, v1), _z(line2.se, v2))
     est["gamma_pred"] = Estimate(v1 * v2, se=_f(se_pred), se_delta=_f(se_pred))
-    se_diff = math.hypot(se_pred, est["gamma_meas"].se or math.nan)
+    se_diff = math.hypot(se_pred, line_m.se)
     est["gamma_diff"] = Estimate(v1 * v2 - vm, se=_f(se_diff), se_delta=_f(se_diff))
     table = pd.DataFrame(
         {
@@ -252,6 +254,15 @@ def _result(name, choices, flags, est, table, per_seed, grid_size=0) -> GroupRes
         per_seed_opt=per_seed,
         flags=flags,
     )
+
+
+def _line_or_flag(fit, what: str, flags: list[str]) -> Line | None:
+    """The fitted line, or None with a flag saying why (too few points)."""
+    try:
+        return fit()
+    except ValueError as err:
+        flags.append(f"{what} not estimated: {err}")
+        return None
 
 
 def _f(x) -> float | None:

@@ -9,8 +9,10 @@ Writes into --out (default reports/<name>/): report.html (self-contained, figure
 as base64 PNG), report.md, the figures as PNG, and results.json
 `{"groups": [GroupResult.to_dict(), ...], "config": {...}, "versions": {...},
 "perceptron": [...]}`. For an MLflow sweep the same files are logged as artifacts of a new
-run tagged kind=report in the sweep's experiment. Bad input exits with code 2 and one line
-on stderr, before any computation.
+run tagged kind=report in the sweep's experiment. Bad input (options, files, an unwritable
+--out) exits with code 2 and one line on stderr, before any computation. The files are
+written into a staging folder next to --out and renamed onto it only once complete, so an
+interrupted report never replaces a complete one.
 """
 
 from __future__ import annotations

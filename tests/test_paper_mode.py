@@ -122,3 +122,13 @@ def test_window_with_too_few_points_is_flagged_by_P():
     assert math.isnan(res.gamma1.value)
     assert any(f.startswith("P=1000: the window holds < 3 points") for f in res.flags)
     assert "no P has >= 3 points in the window: gamma1 not estimated" in res.flags
+
+
+def test_a_curve_between_two_grid_points_is_flagged_not_a_crash():
+    df = _v_sweep([1e3, 2e3, 4e3], [1.0, 2.0], 0.5)
+    narrow = pd.DataFrame(
+        {"P": 8e3, "seed": [0, 0, 0, 0, 0], "lambda": np.linspace(1.01, 1.02, 5), "test_error": 0.3}
+    )
+    (res,) = analyse(pd.concat([df, narrow]), Choices(paper_mode=True, window=(None, 0.3)))
+    assert any(f.startswith("P=8000: its curves fall between two grid points") for f in res.flags)
+    assert np.isfinite(res.gamma1.value)

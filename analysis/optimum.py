@@ -32,11 +32,12 @@ def end_flatness(u: np.ndarray, v: np.ndarray) -> float:
     """
     if len(u) < 6:
         return math.inf
-    w = FLAT_SPAN * (u[-1] - u[0])
+    u, v = u - u[0], v - v[0]  # centred: ln(1e300) ~ 690 would cost the sums their digits
+    w = FLAT_SPAN * u[-1]
     c = [np.concatenate([[0.0], np.cumsum(a)]) for a in (np.ones_like(u), u, v, u * u, u * v)]
     lo = np.arange(len(u))
-    hi = np.searchsorted(u, u + w, "right")
-    ok = (hi - lo >= 3) & (hi <= len(u)) & (u[np.minimum(hi, len(u)) - 1] - u >= 0.5 * w)
+    hi = np.searchsorted(u, u + w, "right")  # window [lo, hi): points within w of u[lo]
+    ok = (hi - lo >= 3) & (u[hi - 1] - u >= 0.5 * w)  # enough points and half a span
     n, su, sv, suu, suv = (ci[hi] - ci[lo] for ci in c)
     with np.errstate(invalid="ignore", divide="ignore"):
         slope = (n * suv - su * sv) / (n * suu - su**2)

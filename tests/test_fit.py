@@ -242,3 +242,16 @@ def test_sparse_curves_that_stop_before_their_minimum_are_flagged():
             u, v = np.log(g["lambda"].to_numpy()), np.log(g["test_error"].to_numpy())
             flagged.append(seed_optimum(u, v)[2])
     assert np.mean(flagged) >= 0.95, np.mean(flagged)
+
+
+def test_end_flatness_reads_the_bend_of_a_curve_in_any_units():
+    """Final slope / steepest slope: 1 on a pure power law, small once eps saturates, 0 when
+    it turns up; the same on a curve shifted to lambda ~ 1e280 (ViT-like norms)."""
+    from analysis.optimum import end_flatness
+
+    u = np.log(np.logspace(0, 6, 200))
+    assert end_flatness(u, -0.5 * u) == pytest.approx(1.0)
+    sat = np.log(0.5 * np.exp(-0.5 * u) + 0.01)  # saturates at q = 0.01
+    assert end_flatness(u, sat) < 0.1
+    assert end_flatness(u, np.abs(u - 10.0)) == 0.0  # rises at the end
+    assert end_flatness(u + 280 * np.log(10), sat) == pytest.approx(end_flatness(u, sat), rel=1e-6)

@@ -16,28 +16,34 @@ needs_data = pytest.mark.skipif(ROOT is None, reason="authors' curves not found 
 
 
 @needs_data
-@pytest.mark.parametrize("name", [n for n, g in GROUPS.items() if g.window is not None])
+@pytest.mark.parametrize(
+    "name", [n for n, g in GROUPS.items() if g.window is not None and g.gamma1_stored is not None]
+)
 def test_gamma1_is_the_authors_stored_value(name):
     """Their P_min and window, their procedure: their stored gamma1 to 1e-6 (issue 14)."""
     g = GROUPS[name]
     (res,) = analyse(g.curves(ROOT), Choices(paper_mode=True, p_min=g.P_min, window=g.window))
     assert res.gamma1.value == pytest.approx(g.gamma1_stored, rel=1e-6)
     # the paper prints sigma1 rounded (to 1e-4, or 1 significant digit at 3e-4)
-    sigma1 = g.paper["sigma1"]
-    assert res.gamma1.se == pytest.approx(sigma1, abs=max(6e-5, 0.2 * sigma1))
+    sigma1 = g.paper.get("sigma1")
+    if sigma1 is not None:
+        assert res.gamma1.se == pytest.approx(sigma1, abs=max(6e-5, 0.2 * sigma1))
 
 
 @needs_data
-@pytest.mark.parametrize("name", list(GROUPS))
+@pytest.mark.parametrize("name", [n for n, g in GROUPS.items() if g.gamma2_stored is not None])
 def test_gamma2_from_the_stored_lambda0_is_the_authors_value(name):
     g = GROUPS[name]
     line = fit_gamma2(g.P, g.lambda0, g.gamma2_P_range)
     assert line.slope == pytest.approx(g.gamma2_stored, rel=1e-6)
-    assert line.se == pytest.approx(g.paper["sigma2"], abs=1e-4)
+    if g.paper.get("sigma2") is not None:
+        assert line.se == pytest.approx(g.paper["sigma2"], abs=1e-4)
 
 
 @needs_data
-@pytest.mark.parametrize("name", [n for n, g in GROUPS.items() if "norm" not in g.setting])
+@pytest.mark.parametrize(
+    "name", [n for n, g in GROUPS.items() if "norm" not in g.setting and "gamma_meas" in g.paper]
+)
 def test_gamma_meas_is_the_papers_printed_value(name):
     """Tables 3-4 print gamma_meas to three decimals; Table 5 repeats the main runs' value."""
     g = GROUPS[name]

@@ -23,6 +23,7 @@ from collections import Counter
 from typing import Any
 
 from orchestrator.config import ConfigError, Resources
+from trainers.datasets import DATASETS
 
 SMALL_P = 12000
 GPU_RULE = {"cnn": (1 / 8, 1 / 4), "resnet": (1 / 4, 1 / 2), "vit": (1 / 4, 1 / 2)}
@@ -34,7 +35,6 @@ GPU_RULE = {"cnn": (1 / 8, 1 / 4), "resnet": (1 / 4, 1 / 2), "vit": (1 / 4, 1 / 
 # step per sample); the norms' power iterations are neglected. Override per model with the
 # config's `cost_model: {model: seconds}`.
 GPU_SECONDS_PER_SAMPLE = {"cnn": 2e-5, "resnet": 5e-5, "vit": 5e-5}
-TEST_SIZES = {"digits": 400, "mnist": 10000, "cifar10": 10000, "cifar100": 10000}
 # The perceptron runs on a CPU core: one epoch is one full-batch GD step, ~4 P N flops,
 # at ~1 GFLOP/s effective.
 CPU_FLOPS = 1e9
@@ -86,7 +86,7 @@ def epoch_seconds(params: dict[str, Any], n_logged: int, cost: dict[str, float])
     if params["kind"] == "perceptron":
         return 4.0 * params["P"] * params["N"] / CPU_FLOPS
     s = cost.get(params["model"], GPU_SECONDS_PER_SAMPLE[params["model"]])
-    eval_per_epoch = TEST_SIZES.get(params["dataset"], 0) * n_logged / params["epochs"] / 3
+    eval_per_epoch = DATASETS[params["dataset"]].test_size * n_logged / params["epochs"] / 3
     return s * (params["P"] + eval_per_epoch)
 
 

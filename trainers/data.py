@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-N_CLASSES = {"digits": 10, "mnist": 10, "cifar10": 10, "cifar100": 100}
-DIGITS_TEST_SIZE = 400  # 1797 - 400 = 1397 training images (trainers/config.py)
+from trainers.datasets import DIGITS_TEST_SIZE, dataset_info
+
 DIGITS_SPLIT_SEED = 0
 # Third key of the label-noise generator: keeps its stream apart from the subset draw (keyed
 # [seed] or [seed, P]) and from torch's model-init stream, so that label_noise=0 changes
@@ -108,7 +108,7 @@ def load_dataset(name: str, root: str) -> Dataset:
         y_train=torch.as_tensor(ytr, dtype=torch.int64),
         x_test=t((xte - mean) / std),
         y_test=torch.as_tensor(yte, dtype=torch.int64),
-        n_classes=N_CLASSES[name],
+        n_classes=dataset_info(name).n_classes,
     )
 
 

@@ -22,18 +22,11 @@ import torch.nn.functional as F
 from common.names import EPOCH, TEST_ERROR, TEST_LOSS, TRAIN_ERROR, TRAIN_LOSS
 from trainers.config import TrialConfig, logged_epochs
 from trainers.data import load_dataset, noisy_labels, subset_indices
+from trainers.device import resolve_device
 from trainers.models import build_model
+from trainers.status import STATUS_COMPLETED, STATUS_DIVERGED, STATUS_RUNNING
 
 EVAL_BATCH = 2048  # examples per forward pass at evaluation (memory-bound, not a knob of SGD)
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda if available, else cpu; asking for cuda without one is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: 'cuda' requested but no CUDA device is available")
-    return torch.device(device)
 
 
 def make_optimizer(cfg: TrialConfig, params) -> torch.optim.Optimizer:
@@ -85,7 +78,7 @@ class DeepTrainer:
 
             self.norms = NormTracker(self.model, data.in_shape, conv_mode=cfg.norm_conv)
         self.epoch = 0
-        self.status = "running"
+        self.status = STATUS_RUNNING
         self._logged = set(logged_epochs(cfg))
 
     # --- training and evaluation ------------------------------------------------------
@@ -142,15 +135,15 @@ class DeepTrainer:
         """
         while self.epoch < self.cfg.epochs:
             if not self.train_epoch():
-                self.status = "diverged"
+                self.status = STATUS_DIVERGED
                 return self.status
             if self.epoch in self._logged:
                 rec = self.record()
                 if not (math.isfinite(rec[TRAIN_LOSS]) and math.isfinite(rec[TEST_LOSS])):
-                    self.status = "diverged"
+                    self.status = STATUS_DIVERGED
                     return self.status
                 report(rec)
-        self.status = "completed"
+        self.status = STATUS_COMPLETED
         return self.status
 
     # --- checkpointing ----------------------------------------------------------------

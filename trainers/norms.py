@@ -97,6 +97,7 @@ from trainers.norms_ops import (
     reshaped_kernel_matrix,
     reshaped_kernel_norm,
     spectral_complexity,
+    work_dtype,
 )
 
 __all__ = [
@@ -268,5 +269,4 @@ class NormTracker:
 
 
 def _work(w: Tensor) -> Tensor:
-    # Iterate in at least float32 (a half-precision Gram map cannot resolve a 1e-5 tolerance).
-    return w.to(torch.promote_types(w.dtype, torch.float32))
+    return w.to(work_dtype(w))

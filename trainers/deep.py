@@ -2,10 +2,14 @@
 
 airbench-style: the data lives on the device as tensors, an epoch is a loop over slices of a
 seeded permutation (no DataLoader), evaluation is one pass over the full test set in large
-batches under torch.inference_mode, and nothing is augmented. Cross-entropy loss; Adam,
-AdamW or SGD. At each logged epoch (trainers.config.logged_epochs) the record holds the
-train/test loss and error -- measured in eval mode on the P training examples and the full
-test set with the weights right after that epoch -- and the five norms of trainers/norms.py.
+batches under torch.inference_mode. Training batches are augmented only with cfg.augment
+(the authors' augmentation, trainers/augment.py); evaluation data never. Cross-entropy loss;
+Adam, AdamW or SGD. The paper-* models (trainers/paper.py) see inputs standardised with the
+authors' fixed mean/std. At each logged epoch (trainers.config.logged_epochs) the record
+holds the train/test loss and error -- measured in eval mode on the P (unaugmented)
+training examples and the full test set with the weights right after that epoch -- and
+the norms chosen by cfg.norms: Eq. 6's five (trainers/norms.py), the authors' five
+(norm/paper/..., trainers/norms_paper.py), or both.
 With cfg.label_noise > 0 a fraction of the P training labels is corrupted (trainers.data.
 noisy_labels) and the train loss / error are measured against those noisy labels; the test
 set is always clean.
@@ -20,12 +24,16 @@ import torch
 import torch.nn.functional as F
 
 from common.names import EPOCH, TEST_ERROR, TEST_LOSS, TRAIN_ERROR, TRAIN_LOSS
+from trainers.augment import AUGMENTATIONS
 from trainers.config import TrialConfig, logged_epochs
 from trainers.data import load_dataset, noisy_labels, subset_indices
 from trainers.device import resolve_device
 from trainers.models import build_model
+from trainers.norms_paper import paper_code_norms
+from trainers.paper import PAPER_MODELS, augmentation, paper_spec
 from trainers.status import STATUS_COMPLETED, STATUS_DIVERGED, STATUS_RUNNING
 
+AUGMENT_SEED_OFFSET = 0x4155  # "AU": the augmentation stream, apart from the epoch permutations
 EVAL_BATCH = 2048  # examples per forward pass at evaluation (memory-bound, not a knob of SGD)
 
 
@@ -54,7 +62,8 @@ class DeepTrainer:
         self.device = resolve_device(cfg.device)
 
         # --- data: the P-subset and the full test set, on the device
-        data = load_dataset(cfg.dataset, cfg.data_root)
+        spec = paper_spec(cfg.model, cfg.dataset) if cfg.model in PAPER_MODELS else None
+        data = load_dataset(cfg.dataset, cfg.data_root, spec and (spec.mean, spec.std))
         n_train = data.x_train.shape[0]
         self.indices = subset_indices(n_train, cfg.P, cfg.seed, cfg.nested_subsets)
         idx = torch.as_tensor(self.indices)
@@ -71,12 +80,19 @@ class DeepTrainer:
         self.model = build_model(cfg, data.in_shape, data.n_classes).to(self.device)
         self.opt = make_optimizer(cfg, self.model.parameters())
         self.shuffle = torch.Generator().manual_seed(cfg.seed)  # epoch permutations
+        # training augmentation (cfg.augment): the authors' for this family and data set
+        self.augment = AUGMENTATIONS[augmentation(cfg.model, cfg.dataset)] if cfg.augment else None
+        self.augment_rng = torch.Generator().manual_seed(cfg.seed + AUGMENT_SEED_OFFSET)
+        self.fill = data.fill
 
-        self.norms = None
-        if norms:
+        self.norms = None  # Eq. 6 as printed (norm/...)
+        self.paper_norms = False  # the authors' code (norm/paper/...)
+        if norms and cfg.norms in ("eq6", "both"):
             from trainers.norms import NormTracker
 
             self.norms = NormTracker(self.model, data.in_shape, conv_mode=cfg.norm_conv)
+        if norms and cfg.norms in ("paper", "both"):
+            self.paper_norms = True
         self.epoch = 0
         self.status = STATUS_RUNNING
         self._logged = set(logged_epochs(cfg))
@@ -90,7 +106,10 @@ class DeepTrainer:
         finite = torch.ones((), dtype=torch.bool, device=self.device)
         for i in range(0, P, bs):
             j = perm[i : i + bs]
-            loss = F.cross_entropy(self.model(self.x_train[j]), self.y_train[j])
+            xb = self.x_train[j]
+            if self.augment is not None:
+                xb = self.augment(xb, self.fill, self.augment_rng)
+            loss = F.cross_entropy(self.model(xb), self.y_train[j])
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -125,6 +144,8 @@ class DeepTrainer:
         }
         if self.norms is not None:
             rec.update({k: float(v) for k, v in self.norms(self.model).items()})
+        if self.paper_norms:
+            rec.update(paper_code_norms(self.model))
         return rec
 
     def run(self, report: Callable[[dict[str, float]], None]) -> str:
@@ -157,6 +178,7 @@ class DeepTrainer:
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
             "shuffle_rng": self.shuffle.get_state(),
+            "augment_rng": self.augment_rng.get_state(),
             "torch_rng": torch.get_rng_state(),
             "norms": None if self.norms is None else self.norms.state_dict(),
         }
@@ -182,6 +204,8 @@ class DeepTrainer:
         self.model.load_state_dict(d["model"])
         self.opt.load_state_dict(d["optimizer"])
         self.shuffle.set_state(d["shuffle_rng"])
+        if "augment_rng" in d:  # checkpoints written before augmentation existed lack it
+            self.augment_rng.set_state(d["augment_rng"])
         torch.set_rng_state(d["torch_rng"])
         if "cuda_rng" in d and self.device.type == "cuda":
             torch.cuda.set_rng_state(d["cuda_rng"], self.device)

@@ -17,7 +17,7 @@ Conventions that trainers/norms.py relies on (keep them):
   empty nn.Sequential (identity) or nn.Sequential(Conv2d 1x1, BatchNorm2d); a transformer
   block has `.norm1, .attn.qkv, .attn.proj, .norm2, .mlp` (an nn.Sequential, two Linear);
 - non-linearities are ReLU/GELU modules, pooling is MaxPool2d/AdaptiveAvgPool2d.
-The authors' norm definitions (trainers/norms_paper.py) read each family's `NORM_FAMILY`.
+Each class names its `norm_family`, the authors' norm rule for it (trainers/norms_paper.py).
 """
 
 from __future__ import annotations
@@ -71,15 +71,6 @@ MODELS: dict[str, Builder] = {
     "vit": _vit,
     "paper-vit": _paper(PaperViT),
 }
-# Which of the authors' compute_* rules applies to a model (trainers/norms_paper.py).
-NORM_FAMILY = {
-    "cnn": "cnn",
-    "paper-cnn": "cnn",
-    "resnet": "resnet",
-    "paper-resnet": "resnet",
-    "vit": "vit",
-    "paper-vit": "vit",
-}
 
 
 def build_model(cfg, in_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
@@ -104,7 +95,6 @@ def build_model(cfg, in_shape: tuple[int, int, int], n_classes: int) -> nn.Modul
 __all__ = [
     "CNN",
     "MODELS",
-    "NORM_FAMILY",
     "BasicBlock",
     "PaperBasicBlock",
     "PaperCNN",

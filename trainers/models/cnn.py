@@ -22,6 +22,8 @@ from torch import nn
 
 
 class CNN(nn.Module):
+    norm_family = "cnn"  # which of the authors' norm rules applies (norms_paper.py)
+
     def __init__(
         self,
         in_shape: tuple[int, int, int],
@@ -59,6 +61,8 @@ class CNN(nn.Module):
 
 
 class PaperCNN(nn.Module):
+    norm_family = "cnn"  # which of the authors' norm rules applies (norms_paper.py)
+
     def __init__(
         self,
         in_shape: tuple[int, int, int],

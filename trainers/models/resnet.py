@@ -45,6 +45,8 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
+    norm_family = "resnet"  # which of the authors' norm rules applies (norms_paper.py)
+
     def __init__(
         self, in_shape: tuple[int, int, int], n_classes: int, width: int = 16, blocks: int = 3
     ):
@@ -86,6 +88,8 @@ class PaperBasicBlock(BasicBlock):
 
 
 class PaperResNet(nn.Module):
+    norm_family = "resnet"  # which of the authors' norm rules applies (norms_paper.py)
+
     def __init__(
         self,
         in_shape: tuple[int, int, int],

@@ -58,6 +58,8 @@ class TransformerBlock(nn.Module):
 
 
 class ViT(nn.Module):
+    norm_family = "vit"  # which of the authors' norm rules applies (norms_paper.py)
+
     def __init__(
         self,
         in_shape: tuple[int, int, int],
@@ -108,6 +110,8 @@ class PaperTransformerBlock(TransformerBlock):
 
 
 class PaperViT(nn.Module):
+    norm_family = "vit"  # which of the authors' norm rules applies (norms_paper.py)
+
     def __init__(
         self,
         in_shape: tuple[int, int, int],

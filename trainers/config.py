@@ -79,6 +79,11 @@ class TrialConfig(BaseModel):
         description="deep: the authors' training augmentation for this model family and "
         "dataset (trainers/paper.py); refused where they used none. Never the test set",
     )
+    precision: Literal["fp32", "bf16"] = Field(
+        default="fp32",
+        description="deep: bf16 autocast of the forward passes (a speed knob; weights and "
+        "optimizer stay fp32; benchmarks/bench_paper_speed.py measures its effect)",
+    )
     norms: Literal["eq6", "paper", "both"] = Field(
         default="eq6",
         description="deep: which norm family to log: Eq. 6 as printed (norm/...), the "

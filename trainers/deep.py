@@ -34,7 +34,11 @@ from trainers.paper import PAPER_MODELS, augmentation, paper_spec
 from trainers.status import STATUS_COMPLETED, STATUS_DIVERGED, STATUS_RUNNING
 
 AUGMENT_SEED_OFFSET = 0x4155  # "AU": the augmentation stream, apart from the epoch permutations
-EVAL_BATCH = 2048  # examples per forward pass at evaluation (memory-bound, not a knob of SGD)
+# Examples per forward pass at evaluation (not a knob of SGD), per device type: on a GPU
+# large batches fill the device; on the CPU 2048-image activations of the 12.9M-parameter
+# paper CNN leave the cache and fault pages (issue 13: 2.7M vs 1.2M minor faults per 10k
+# images), and 512 measured fastest (benchmarks/bench_paper_speed.py).
+EVAL_BATCH = {"cuda": 2048, "cpu": 512}
 
 
 def make_optimizer(cfg: TrialConfig, params) -> torch.optim.Optimizer:
@@ -80,6 +84,7 @@ class DeepTrainer:
         self.model = build_model(cfg, data.in_shape, data.n_classes).to(self.device)
         self.opt = make_optimizer(cfg, self.model.parameters())
         self.shuffle = torch.Generator().manual_seed(cfg.seed)  # epoch permutations
+        self.bf16 = cfg.precision == "bf16"
         # training augmentation (cfg.augment): the authors' for this family and data set
         self.augment = AUGMENTATIONS[augmentation(cfg.model, cfg.dataset)] if cfg.augment else None
         self.augment_rng = torch.Generator().manual_seed(cfg.seed + AUGMENT_SEED_OFFSET)
@@ -98,6 +103,11 @@ class DeepTrainer:
         self._logged = set(logged_epochs(cfg))
 
     # --- training and evaluation ------------------------------------------------------
+    def _autocast(self):
+        """bf16 autocast of the forward pass if cfg.precision == "bf16" (weights, optimizer
+        state and the loss reduction stay fp32); a no-op context otherwise."""
+        return torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16)
+
     def train_epoch(self) -> bool:
         """One pass over the P examples in shuffled minibatches; False if a loss was not finite."""
         self.model.train()
@@ -109,7 +119,8 @@ class DeepTrainer:
             xb = self.x_train[j]
             if self.augment is not None:
                 xb = self.augment(xb, self.fill, self.augment_rng)
-            loss = F.cross_entropy(self.model(xb), self.y_train[j])
+            with self._autocast():
+                loss = F.cross_entropy(self.model(xb), self.y_train[j])
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -123,9 +134,11 @@ class DeepTrainer:
         self.model.eval()
         loss = torch.zeros((), dtype=torch.float64, device=self.device)
         wrong = torch.zeros((), dtype=torch.int64, device=self.device)
-        for i in range(0, x.shape[0], EVAL_BATCH):
-            out = self.model(x[i : i + EVAL_BATCH]).float()
-            yb = y[i : i + EVAL_BATCH]
+        bs = EVAL_BATCH.get(self.device.type, 512)
+        for i in range(0, x.shape[0], bs):
+            with self._autocast():
+                out = self.model(x[i : i + bs]).float()
+            yb = y[i : i + bs]
             loss += F.cross_entropy(out, yb, reduction="sum").double()
             wrong += (out.argmax(1) != yb).sum()
         n = x.shape[0]

@@ -268,3 +268,28 @@ def test_paper_resnet_trains_on_fake_mnist_with_their_normalisation_and_both_nor
     b.run(recs_b.append)
     assert recs_b[-1]["test_loss"] == pytest.approx(recs[-1]["test_loss"], rel=1e-5)
     assert recs_b[-1][PAPER_NORMS[0]] == pytest.approx(recs[-1][PAPER_NORMS[0]], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "build, shape",
+    [
+        (lambda s: PaperCNN(s, 10, (4, 6, 8), (16,), dropout=0.1), (1, 12, 12)),
+        (lambda s: PaperResNet(s, 10, (1, 1), (4, 8)), (3, 8, 8)),
+        (lambda s: PaperViT(s, 10, patch=4, dim=8, depth=2, heads=2), (3, 8, 8)),
+    ],
+    ids=["paper-cnn", "paper-resnet", "paper-vit"],
+)
+def test_eq6_norms_also_measure_the_paper_models(build, shape):
+    """Eq. 6 as printed (trainers/norms.py) recognises their blocks (BasicBlock with a
+    dropout slot, transformer block with their 5-module MLP) and counts every layer."""
+    from common.names import DEEP_NORMS
+    from trainers.norms import NormTracker
+
+    torch.manual_seed(5)
+    net = build(shape).eval()
+    tracker = NormTracker(net, shape)
+    got = tracker(net)
+    assert all(math.isfinite(got[k]) and got[k] > 0 for k in DEEP_NORMS)
+    n_weights = sum(isinstance(m, nn.Conv2d | nn.Linear) for m in net.modules())
+    counted = {op.module for lay in tracker.layers for op in lay.ops if op.kind != "diag"}
+    assert len(counted) == n_weights

@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--norm",
         help="logged norm used as lambda (default: "
         f"{N.NORM_SPECTRAL_COMPLEXITY} for deep runs, {N.NORM_PERCEPTRON} for "
-        "perceptrons)",
+        f"perceptrons); the authors' definitions are {N.NORM_PAPER_SPECTRAL_COMPLEXITY} etc.",
     )
     p.add_argument("--p-min", type=float, help="smallest P used in the fits (default: automatic)")
     p.add_argument(
@@ -482,7 +482,8 @@ def _describe_source(src: dict) -> str:
     if src.get("type") == "mlflow":
         return (
             f"MLflow experiment {src['experiment']!r} at {src['tracking_uri']} "
-            f"({src['trial_runs']} trial runs, {src['runs_without_curves']} without curves)"
+            f"({src['trial_runs']} trial runs, {src['runs_without_curves']} without curves); "
+            f"lambda is the logged norm {src.get('norm')}"
         )
     return f"file {src.get('path')}"
 

@@ -26,6 +26,20 @@ DEEP_NORMS = (
     NORM_SPECTRAL_PRODUCT,
 )
 
+# deep nets, the same five as the authors' code computes them (trainers/norms_paper.py)
+NORM_PAPER_SPECTRAL_COMPLEXITY = "norm/paper/spectral_complexity"
+NORM_PAPER_L1 = "norm/paper/l1"
+NORM_PAPER_FROBENIUS = "norm/paper/frobenius"
+NORM_PAPER_GROUP21 = "norm/paper/group21"
+NORM_PAPER_SPECTRAL_PRODUCT = "norm/paper/spectral_product"
+PAPER_NORMS = (
+    NORM_PAPER_SPECTRAL_COMPLEXITY,
+    NORM_PAPER_L1,
+    NORM_PAPER_FROBENIUS,
+    NORM_PAPER_GROUP21,
+    NORM_PAPER_SPECTRAL_PRODUCT,
+)
+
 # perceptron: lambda = |w| / sqrt(N), overlap R, test_error = arccos(R) / pi
 NORM_PERCEPTRON = "norm"
 OVERLAP = "overlap"

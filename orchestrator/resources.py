@@ -7,6 +7,9 @@ GPU fraction rule (DESIGN.md "Fractional GPUs"; overridable with `resources.gpu:
     resnet      1/4           1/2
     vit         1/4           1/2
     perceptron  CPU only (0)  CPU only (0)
+    paper-cnn   1/4           1/2
+    paper-resnet 1/2          1
+    paper-vit   1/4           1/2
 
 Why: a trial keeps its data on the device and steps in fixed-size batches, so its GPU memory
 and per-step work are set by the model and the batch, not by P; what P changes is how long
@@ -23,9 +26,18 @@ from collections import Counter
 from typing import Any
 
 from orchestrator.config import ConfigError, Resources
+from trainers.datasets import DATASETS
 
 SMALL_P = 12000
-GPU_RULE = {"cnn": (1 / 8, 1 / 4), "resnet": (1 / 4, 1 / 2), "vit": (1 / 4, 1 / 2)}
+GPU_RULE = {
+    "cnn": (1 / 8, 1 / 4),
+    "resnet": (1 / 4, 1 / 2),
+    "vit": (1 / 4, 1 / 2),
+    # the authors' nets do 30-2300 MFLOP per image (PAPER_FWD_FLOPS), 10-100x ours
+    "paper-cnn": (1 / 4, 1 / 2),
+    "paper-resnet": (1 / 2, 1),
+    "paper-vit": (1 / 4, 1 / 2),
+}
 
 # Cost model for --dry-run: seconds of one whole reference GPU (V100-class, fp32, batch 128,
 # data resident on the device) per training sample per epoch. Rough figures from the models'
@@ -34,7 +46,32 @@ GPU_RULE = {"cnn": (1 / 8, 1 / 4), "resnet": (1 / 4, 1 / 2), "vit": (1 / 4, 1 / 
 # step per sample); the norms' power iterations are neglected. Override per model with the
 # config's `cost_model: {model: seconds}`.
 GPU_SECONDS_PER_SAMPLE = {"cnn": 2e-5, "resnet": 5e-5, "vit": 5e-5}
-TEST_SIZES = {"digits": 400, "mnist": 10000, "cifar10": 10000, "cifar100": 10000}
+
+# The authors' nets (issue 13) differ ~30x in cost between data sets, so their cost comes
+# from forward FLOPs per image F (counted by benchmarks/bench_paper_models.py with torch's
+# FlopCounterMode: conv, linear and attention matmuls), on a V100 (the paper's GPUs, App. G)
+# at an assumed fraction of its fp32 peak: a training sample costs 3F (backward ~ 2x
+# forward), an evaluated one F; each logged epoch evaluates the P training and all test
+# images. Override per model with `cost_model: {model: seconds per training sample}`.
+PAPER_FWD_FLOPS = {  # (model, dataset): forward FLOPs per image
+    ("paper-cnn", "mnist"): 84.0e6,
+    ("paper-cnn", "cifar10"): 110.8e6,
+    ("paper-cnn", "cifar100"): 977.8e6,
+    ("paper-resnet", "mnist"): 57.1e6,
+    ("paper-resnet", "cifar10"): 1110.8e6,
+    ("paper-resnet", "cifar100"): 2318.9e6,
+    ("paper-vit", "mnist"): 26.9e6,
+    ("paper-vit", "cifar10"): 346.2e6,
+    ("paper-vit", "cifar100"): 615.0e6,
+}
+TRAIN_FLOPS_PER_FORWARD = 3.0
+GPU_PEAK_FLOPS = 15.7e12  # V100 fp32
+GPU_UTILISATION = 0.3  # assumed: batch-128 training of these nets on one whole GPU
+COST_ASSUMPTIONS = (
+    f"paper-* models: {TRAIN_FLOPS_PER_FORWARD:g} x forward FLOPs per training sample, 1 x per "
+    f"evaluated one (P + test set at each logged epoch), V100 fp32 peak "
+    f"{GPU_PEAK_FLOPS / 1e12:g} TFLOP/s at {GPU_UTILISATION:.0%} utilisation"
+)
 # The perceptron runs on a CPU core: one epoch is one full-batch GD step, ~4 P N flops,
 # at ~1 GFLOP/s effective.
 CPU_FLOPS = 1e9
@@ -85,8 +122,14 @@ def epoch_seconds(params: dict[str, Any], n_logged: int, cost: dict[str, float])
     """Estimated seconds per epoch: of one whole GPU (deep nets) or one CPU core (perceptron)."""
     if params["kind"] == "perceptron":
         return 4.0 * params["P"] * params["N"] / CPU_FLOPS
+    key = (params["model"], params["dataset"])
+    if key in PAPER_FWD_FLOPS:
+        fwd = PAPER_FWD_FLOPS[key] / (GPU_PEAK_FLOPS * GPU_UTILISATION)  # s per forward image
+        s = cost.get(params["model"], TRAIN_FLOPS_PER_FORWARD * fwd)
+        evaluated = (params["P"] + DATASETS[params["dataset"]].test_size) * n_logged
+        return s * params["P"] + fwd * evaluated / params["epochs"]
     s = cost.get(params["model"], GPU_SECONDS_PER_SAMPLE[params["model"]])
-    eval_per_epoch = TEST_SIZES.get(params["dataset"], 0) * n_logged / params["epochs"] / 3
+    eval_per_epoch = DATASETS[params["dataset"]].test_size * n_logged / params["epochs"] / 3
     return s * (params["P"] + eval_per_epoch)
 
 

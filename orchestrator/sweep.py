@@ -27,7 +27,12 @@ from urllib.parse import urlparse
 
 from common import names as N
 from orchestrator.config import ConfigError, SweepConfig, expand_trials, load_config, trial_key
-from orchestrator.resources import check_capacity, summarize, trial_resources
+from orchestrator.resources import (
+    COST_ASSUMPTIONS,
+    check_capacity,
+    summarize,
+    trial_resources,
+)
 
 STATE_FILE = "sweep.json"  # the sweep's fingerprint, next to Tune's experiment state
 
@@ -125,19 +130,21 @@ def print_plan(cfg: SweepConfig, trials: list[dict], requests: list[dict]) -> No
         g = (p["kind"], p["model"], p["dataset"], p["optimizer"], p["weight_decay"], p["epochs"])
         groups.setdefault(g, []).append(i)
     print(
-        f"  {'kind':10} {'model':10} {'dataset':9} {'opt':5} {'wd':>7} {'epochs':>6} "
+        f"  {'kind':10} {'model':12} {'dataset':9} {'opt':5} {'wd':>7} {'epochs':>6} "
         f"{'trials':>6}  per-trial resources"
     )
     for (kind, model, ds, opt, wd, ep), idx in groups.items():
         shapes = sorted({f"{requests[i]['CPU']:g} CPU + {requests[i]['GPU']:g} GPU" for i in idx})
         print(
-            f"  {kind:10} {model:10} {ds:9} {opt:5} {wd:>7g} {ep:>6} {len(idx):>6}  "
+            f"  {kind:10} {model:12} {ds:9} {opt:5} {wd:>7g} {ep:>6} {len(idx):>6}  "
             + ", ".join(shapes)
         )
     print(
         f"estimated GPU-hours: {s['gpu_hours']:.1f}   CPU-hours: {s['cpu_hours']:.2f}  "
         "(cost model: orchestrator/resources.py)"
     )
+    if any(p["model"].startswith("paper-") for p in trials):
+        print(f"cost model assumptions: {COST_ASSUMPTIONS}")
     if cfg.resources.gpu == "auto" and any(r["GPU"] for r in requests):
         print("note: on a cluster without GPUs these trials run on the CPU")
 

@@ -29,29 +29,42 @@ def test_paper_table1_counts_appendix_g():
     by = {}
     for t in trials:
         by.setdefault((t["model"], t["dataset"]), set()).add(t["P"])
-    assert by[("vit", "mnist")] == set(MNIST_P)
-    assert by[("resnet", "cifar100")] == set(CIFAR_RESNET_VIT_P)
-    assert by[("cnn", "cifar10")] == set(CIFAR_CNN_P)
+    assert by[("paper-vit", "mnist")] == set(MNIST_P)
+    assert by[("paper-resnet", "cifar100")] == set(CIFAR_RESNET_VIT_P)
+    assert by[("paper-cnn", "cifar10")] == set(CIFAR_CNN_P)
     assert {t["seed"] for t in trials} == set(range(SEEDS))
     # Appendix G: epochs and optimizers per model, lr 1e-3
     spec = {(t["model"], t["epochs"], t["optimizer"], t["lr"]) for t in trials}
     assert spec == {
-        ("cnn", 500, "adam", 1e-3),
-        ("resnet", 1000, "adam", 1e-3),
-        ("vit", 1000, "adamw", 1e-3),
+        ("paper-cnn", 500, "adam", 1e-3),
+        ("paper-resnet", 1000, "adam", 1e-3),
+        ("paper-vit", 1000, "adamw", 1e-3),
     }
+    # the authors' training augmentation where their script uses it (ResNet; ViT on MNIST)
+    aug = {(t["model"], t["dataset"]) for t in trials if t["augment"]}
+    assert aug == {
+        ("paper-resnet", "mnist"),
+        ("paper-resnet", "cifar10"),
+        ("paper-resnet", "cifar100"),
+        ("paper-vit", "mnist"),
+    }
+    assert {t["norms"] for t in trials} == {"both"}
 
 
 def test_paper_weight_decay_and_sgd_grids():
     wd = expand_trials(load_config("paper-weight-decay"))
-    table3 = {"cnn": {1e-3, 1e-4, 1e-5}, "vit": {1e-3, 1e-4, 1e-5}, "resnet": {1e-6, 1e-7, 1e-8}}
+    table3 = {
+        "paper-cnn": {1e-3, 1e-4, 1e-5},
+        "paper-vit": {1e-3, 1e-4, 1e-5},
+        "paper-resnet": {1e-6, 1e-7, 1e-8},
+    }
     for model, wds in table3.items():
         assert {t["weight_decay"] for t in wd if t["model"] == model} == wds
     assert {t["dataset"] for t in wd} == {"cifar10"}
     assert {t["P"] for t in wd} == set(CIFAR_RESNET_VIT_P)
     assert len(wd) == 3 * 3 * len(CIFAR_RESNET_VIT_P) * SEEDS
     sgd = expand_trials(load_config("paper-sgd"))
-    assert {(t["model"], t["optimizer"]) for t in sgd} == {("cnn", "sgd")}
+    assert {(t["model"], t["optimizer"]) for t in sgd} == {("paper-cnn", "sgd")}
     assert {t["dataset"] for t in sgd} == {"cifar10", "cifar100"}
 
 
@@ -61,7 +74,8 @@ def test_dry_run_prints_count_and_starts_nothing(capsys, monkeypatch):
     monkeypatch.setattr(ray, "init", _no_ray)
     assert S.main(["--config", "paper-table1", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "2970 trials" in out and "GPU-hours" in out and "0.125 GPU" in out
+    assert "2970 trials" in out and "GPU-hours" in out and "0.25 GPU" in out
+    assert "cost model assumptions" in out
 
 
 def test_default_preset_and_overrides():
@@ -182,3 +196,23 @@ def test_resume_guards_exit_2_before_ray(tmp_path, capsys, monkeypatch):
     (tmp_path / "rr" / "s" / S.STATE_FILE).write_text('{"fingerprint": "another-grid"}')
     assert S.main(["--config", str(cfg)]) == 2
     assert "a different sweep called 's'" in capsys.readouterr().err
+
+
+def test_paper_norms_preset_and_cost_model():
+    from orchestrator.resources import epoch_seconds
+
+    trials = expand_trials(load_config("paper-norms"))  # App. J: CIFAR10, 3 nets, 9 P, 30 seeds
+    assert len(trials) == 3 * len(CIFAR_RESNET_VIT_P) * SEEDS
+    assert {t["dataset"] for t in trials} == {"cifar10"} and {t["norms"] for t in trials} == {
+        "both"
+    }
+    # paper-* cost: 3 forward passes per training sample + one per evaluated image (the P
+    # training and 10000 test images at each of the 50 logged epochs), V100 fp32 at 30%
+    p = {"kind": "deep", "model": "paper-cnn", "dataset": "mnist", "P": 1000, "epochs": 500}
+    fwd = 84.0e6 / (15.7e12 * 0.3)
+    want = 3 * fwd * 1000 + fwd * (1000 + 10000) * 50 / 500
+    assert epoch_seconds(p, 50, {}) == pytest.approx(want)
+    # ResNet-34 on CIFAR100 costs ~40x the MNIST ResNet per sample
+    big = epoch_seconds({**p, "model": "paper-resnet", "dataset": "cifar100"}, 50, {})
+    small = epoch_seconds({**p, "model": "paper-resnet", "dataset": "mnist"}, 50, {})
+    assert 35 < big / small < 45

@@ -189,3 +189,35 @@ def test_import_trainers_and_validating_a_config_do_not_import_torch():
         env=os.environ | {"PYTHONPATH": str(ROOT)},
     )
     assert r.returncode == 0, r.stderr
+
+
+def test_norm_family_precision_and_paper_models_are_validated():
+    c = TrialConfig(kind="deep", model="paper-vit", dataset="cifar100", P=100, norms="both")
+    assert TrialConfig(**json.loads(json.dumps(c.model_dump()))) == c
+    for bad in (dict(norms="eq7"), dict(precision="fp16"), dict(model="paper-mlp")):
+        with pytest.raises(ValidationError, match=next(iter(bad))):
+            TrialConfig(kind="deep", dataset="mnist", P=100, **bad)
+    with pytest.raises(ValidationError, match="paper-resnet.*digits"):
+        TrialConfig(kind="deep", model="paper-resnet", dataset="digits", P=100)
+
+
+def test_run_refuses_a_paper_model_on_digits_before_compute(tmp_path):
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainers.run",
+            "--set",
+            "model=paper-cnn",
+            "--set",
+            "P=10",
+            "--out",
+            str(tmp_path / "c.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert r.returncode == 2 and "paper-cnn" in r.stderr and "digits" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "c.csv").exists()

@@ -178,3 +178,15 @@ def test_cnn_on_all_digits_reaches_about_5_percent():
     recs = []
     make_trainer(cfg(P=1397, epochs=30, batch_size=128, log_schedule=5)).run(recs.append)
     assert recs[-1][TEST_ERROR] < 0.09
+
+
+def test_bf16_precision_learns_digits_like_fp32():
+    """precision=bf16 (autocast of the forward passes) is a speed knob: on digits the same
+    CNN run must land close to the fp32 one (measured: both ~0.14 after 8 epochs)."""
+    errs = {}
+    for prec in ("fp32", "bf16"):
+        recs = []
+        c = cfg(P=1000, epochs=8, batch_size=64, log_schedule=2, precision=prec, norms="paper")
+        assert make_trainer(c).run(recs.append) == STATUS_COMPLETED
+        errs[prec] = recs[-1][TEST_ERROR]
+    assert errs["bf16"] < 0.3 and abs(errs["bf16"] - errs["fp32"]) < 0.08, errs

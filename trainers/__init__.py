@@ -15,10 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from trainers.config import TrialConfig, dataset_train_size, default_data_root, logged_epochs
-
-STATUS_COMPLETED = "completed"
-STATUS_DIVERGED = "diverged"  # a NaN/inf loss stopped the trial; records so far are kept
+from trainers.config import TrialConfig, default_data_root, logged_epochs
+from trainers.datasets import dataset_train_size
+from trainers.status import STATUS_COMPLETED, STATUS_DIVERGED, STATUS_RUNNING
 
 
 def make_trainer(cfg: TrialConfig) -> Any:
@@ -54,6 +53,7 @@ def load_checkpoint(trainer: Any, path: str | Path) -> None:
 __all__ = [
     "STATUS_COMPLETED",
     "STATUS_DIVERGED",
+    "STATUS_RUNNING",
     "TrialConfig",
     "dataset_train_size",
     "default_data_root",

@@ -15,26 +15,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# -----------------------------------------------------------------------------
-# Dataset facts needed for validation (cheap: no torch, no file access)
+from trainers.datasets import dataset_train_size
+from trainers.paper import PAPER_MODELS, augmentation, paper_spec
 
-# Training-set sizes; `digits` is sklearn's 1797 handwritten digits split 1397 train / 400 test
-# (stratified, fixed seed; see trainers/data.py).
-_TRAIN_SIZES = {"digits": 1397, "mnist": 60000, "cifar10": 50000, "cifar100": 50000}
-DATASETS_DEEP = tuple(_TRAIN_SIZES)
 DATA_ROOT_ENV = "SCALING_SWEEPS_DATA"
 
 
 def default_data_root() -> str:
     """Download root for torchvision datasets: $SCALING_SWEEPS_DATA or ~/.cache/..."""
     return os.environ.get(DATA_ROOT_ENV) or os.path.expanduser("~/.cache/scaling-sweeps/data")
-
-
-def dataset_train_size(name: str) -> int:
-    """Number of training examples of a deep-net dataset (the upper bound for P)."""
-    if name not in _TRAIN_SIZES:
-        raise ValueError(f"dataset: unknown deep-net dataset {name!r}; choose from {DATASETS_DEEP}")
-    return _TRAIN_SIZES[name]
 
 
 # -----------------------------------------------------------------------------
@@ -50,7 +39,9 @@ class TrialConfig(BaseModel):
 
     # --- what is trained on what
     kind: Literal["perceptron", "deep"] = "deep"
-    model: Literal["perceptron", "cnn", "resnet", "vit"] = "cnn"
+    model: Literal[
+        "perceptron", "cnn", "resnet", "vit", "paper-cnn", "paper-resnet", "paper-vit"
+    ] = Field(default="cnn", description="paper-*: the authors' nets (trainers/paper.py)")
     dataset: Literal["teacher", "digits", "mnist", "cifar10", "cifar100"] = "digits"
     P: int | None = Field(
         default=None, description="training-set size (perceptron: round(alpha*N))"
@@ -83,13 +74,29 @@ class TrialConfig(BaseModel):
     norm_conv: Literal["operator", "reshaped"] = Field(
         default="operator", description="conv spectral norm: true operator, or paper's reshaped"
     )
+    augment: bool = Field(
+        default=False,
+        description="deep: the authors' training augmentation for this model family and "
+        "dataset (trainers/paper.py); refused where they used none. Never the test set",
+    )
+    precision: Literal["fp32", "bf16"] = Field(
+        default="fp32",
+        description="deep: bf16 autocast of the forward passes (a speed knob; weights and "
+        "optimizer stay fp32; benchmarks/bench_paper_speed.py measures its effect)",
+    )
+    norms: Literal["eq6", "paper", "both"] = Field(
+        default="eq6",
+        description="deep: which norm family to log: Eq. 6 as printed (norm/...), the "
+        "authors' code (norm/paper/..., trainers/norms_paper.py), or both",
+    )
     label_noise: float = Field(
         default=0.0,
         description="deep: fraction in [0, 1) of the P training labels replaced by a random "
         "different class, drawn from the seed (trainers/data.py, noisy_labels); test set clean",
     )
 
-    # --- model sizes (defaults: LeNet-5-like CNN, ResNet-20, small ViT; see trainers/models.py)
+    # --- our models' sizes (LeNet-5-like CNN, ResNet-20, small ViT; trainers/models/);
+    # the paper-* models take theirs from the data set (trainers/paper.py)
     cnn_channels: tuple[int, int] = (6, 16)
     cnn_hidden: tuple[int, int] = (120, 84)
     resnet_width: int = Field(default=16, gt=0, description="channels of the first stage")
@@ -174,6 +181,13 @@ class TrialConfig(BaseModel):
             n_train = dataset_train_size(self.dataset)
             if self.P > n_train:
                 raise ValueError(f"P: {self.P} exceeds the {self.dataset} training set ({n_train})")
+            if self.model in PAPER_MODELS:
+                paper_spec(self.model, self.dataset)  # no rule for this dataset: error
+            if self.augment and augmentation(self.model, self.dataset) == "none":
+                raise ValueError(
+                    f"augment: the authors used no training augmentation for {self.model} "
+                    f"on {self.dataset}"
+                )
             if self.model == "vit" and self.vit_dim % self.vit_heads:
                 raise ValueError(
                     f"vit_heads: {self.vit_heads} does not divide vit_dim {self.vit_dim}"

@@ -5,7 +5,9 @@
 - `mnist`, `cifar10`, `cifar100`: torchvision's own loaders, downloaded once per node into
   `data_root` under a file lock (several trials on one node start together).
 Images are scaled to [0, 1] and standardised per channel with the *training set's* mean and
-std. Nothing is augmented: not the training set by default, never the test set.
+std (the authors' models: their fixed per-data-set mean and std, trainers/paper.py).
+Nothing is augmented here (trainers/augment.py augments training batches on request; the
+test set never).
 The random training subset of size P is drawn from the trial's seed (`subset_indices`);
 with `label_noise` > 0 a fraction of its labels is corrupted (`noisy_labels`), never the test
 set's.
@@ -20,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-N_CLASSES = {"digits": 10, "mnist": 10, "cifar10": 10, "cifar100": 100}
-DIGITS_TEST_SIZE = 400  # 1797 - 400 = 1397 training images (trainers/config.py)
+from trainers.datasets import DIGITS_TEST_SIZE, dataset_info
+
 DIGITS_SPLIT_SEED = 0
 # Third key of the label-noise generator: keeps its stream apart from the subset draw (keyed
 # [seed] or [seed, P]) and from torch's model-init stream, so that label_noise=0 changes
@@ -36,6 +38,13 @@ class Dataset:
     x_test: torch.Tensor
     y_test: torch.Tensor
     n_classes: int
+    mean: tuple[float, ...] = ()  # per channel, of the [0, 1] images: x = (raw - mean) / std
+    std: tuple[float, ...] = ()
+
+    @property
+    def fill(self) -> tuple[float, ...]:
+        """The standardised value of a black (0) pixel, per channel (augmentation padding)."""
+        return tuple(-m / s for m, s in zip(self.mean, self.std, strict=True))
 
     @property
     def in_shape(self) -> tuple[int, int, int]:
@@ -91,8 +100,16 @@ def _load_torchvision(name: str, root: str) -> tuple[np.ndarray, ...]:
 
 
 @functools.lru_cache(maxsize=4)
-def load_dataset(name: str, root: str) -> Dataset:
-    """The whole dataset on the CPU, standardised with training-set statistics (cached)."""
+def load_dataset(
+    name: str,
+    root: str,
+    mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+) -> Dataset:
+    """The whole dataset on the CPU, standardised per channel (cached).
+
+    mean_std=None: with the training set's own mean and std (our models); else with the given
+    fixed (mean, std) of the [0, 1] images, as the authors' scripts do (trainers/paper.py).
+    """
     if name == "digits":
         xtr, xte, ytr, yte = _load_digits()
     elif name in ("mnist", "cifar10", "cifar100"):
@@ -100,15 +117,23 @@ def load_dataset(name: str, root: str) -> Dataset:
     else:
         raise ValueError(f"dataset: unknown deep-net dataset {name!r}")
     xtr, xte = xtr / 255.0, xte / 255.0
-    mean = xtr.mean(axis=(0, 2, 3), keepdims=True)
-    std = xtr.std(axis=(0, 2, 3), keepdims=True) + 1e-8
+    if mean_std is None:
+        mean = xtr.mean(axis=(0, 2, 3), keepdims=True)
+        std = xtr.std(axis=(0, 2, 3), keepdims=True) + 1e-8
+    else:
+        c = xtr.shape[1]
+        if any(len(v) != c for v in mean_std):
+            raise ValueError(f"mean_std: needs {c} values per channel for {name}, got {mean_std}")
+        mean, std = (np.asarray(v, dtype=np.float64).reshape(1, c, 1, 1) for v in mean_std)
     t = functools.partial(torch.as_tensor, dtype=torch.float32)
     return Dataset(
         x_train=t((xtr - mean) / std),
         y_train=torch.as_tensor(ytr, dtype=torch.int64),
         x_test=t((xte - mean) / std),
         y_test=torch.as_tensor(yte, dtype=torch.int64),
-        n_classes=N_CLASSES[name],
+        n_classes=dataset_info(name).n_classes,
+        mean=tuple(float(v) for v in mean.ravel()),
+        std=tuple(float(v) for v in std.ravel()),
     )
 
 

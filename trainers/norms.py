@@ -62,6 +62,9 @@ How each part of a network is treated, and why:
   and `.norm1 .attn.qkv .attn.proj .norm2 .mlp` (pre-LN transformer block); any other
   residual connection is not detected and its layers count as plain (M = 0) layers.
 
+The authors' code computes these five otherwise; `paper_code_norms(model)` (trainers/
+norms_paper.py, re-exported here) gives their values under `norm/paper/...` keys.
+
 Everything runs under torch.no_grad on the model's device, reads weights only (after a
 one-off traced forward pass at construction, in eval mode, restoring every module's
 training flag), and draws initial vectors from a private torch.Generator, never the global
@@ -97,7 +100,9 @@ from trainers.norms_ops import (
     reshaped_kernel_matrix,
     reshaped_kernel_norm,
     spectral_complexity,
+    work_dtype,
 )
+from trainers.norms_paper import paper_code_norms
 
 __all__ = [
     "CONV_MODES",
@@ -106,6 +111,7 @@ __all__ = [
     "conv_operator_norm",
     "group21",
     "matrix_operator_norm",
+    "paper_code_norms",
     "power_iteration",
     "reshaped_kernel_matrix",
     "reshaped_kernel_norm",
@@ -268,5 +274,4 @@ class NormTracker:
 
 
 def _work(w: Tensor) -> Tensor:
-    # Iterate in at least float32 (a half-precision Gram map cannot resolve a 1e-5 tolerance).
-    return w.to(torch.promote_types(w.dtype, torch.float32))
+    return w.to(work_dtype(w))

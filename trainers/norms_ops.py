@@ -44,12 +44,15 @@ def check_iteration_args(n_iter: int, tol: float) -> None:
 def random_unit(shape: Sequence[int], generator: torch.Generator, like: Tensor) -> Tensor:
     """A random unit vector from a private CPU generator (never the global torch RNG)."""
     v = torch.randn(tuple(shape), generator=generator, dtype=torch.float64)
-    v = v.to(device=like.device, dtype=_work_dtype(like))
+    v = v.to(device=like.device, dtype=work_dtype(like))
     return v / v.norm()
 
 
-def _work_dtype(t: Tensor) -> torch.dtype:
-    # Half precision is too coarse for a 1e-5 tolerance; iterate in at least float32.
+def work_dtype(t: Tensor) -> torch.dtype:
+    """The dtype every norm computation works in: at least float32 (the one dtype rule).
+
+    Half precision is too coarse for a 1e-5 power-iteration tolerance; float64 stays float64.
+    """
     return torch.promote_types(t.dtype, torch.float32)
 
 
@@ -169,7 +172,7 @@ def conv_operator_norm(
     """
     shape = check_conv_input_shape(conv, input_shape)
     w = conv.weight if weight is None else weight
-    w = w.detach().to(_work_dtype(w))
+    w = w.detach().to(work_dtype(w))
     if v0 is None:
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
         v0 = random_unit((1, *shape), gen, w)
@@ -198,7 +201,7 @@ def matrix_operator_norm(
     """
     if A.dim() != 2:
         raise ValueError(f"A must be a 2-D matrix, got shape {tuple(A.shape)}")
-    A = A.detach().to(_work_dtype(A))
+    A = A.detach().to(work_dtype(A))
     if v0 is None:
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
         v0 = random_unit((A.shape[1],), gen, A)
@@ -225,7 +228,7 @@ def reshaped_kernel_norm(weight: Tensor) -> float:
     Not the norm of the convolution operator: for a k x k stride-1 'same' conv the operator
     norm can exceed it by up to a factor k. Kept only as conv_mode="reshaped".
     """
-    m = reshaped_kernel_matrix(weight.detach()).to(_work_dtype(weight))
+    m = reshaped_kernel_matrix(weight.detach()).to(work_dtype(weight))
     return float(torch.linalg.matrix_norm(m, ord=2))
 
 

@@ -56,6 +56,8 @@ from common.names import (
     TRAIN_LOSS,
 )
 from trainers.config import TrialConfig, logged_epochs
+from trainers.device import resolve_device
+from trainers.status import STATUS_COMPLETED, STATUS_DIVERGED, STATUS_RUNNING
 
 # -----------------------------------------------------------------------------
 # Data and closed-form quantities
@@ -113,10 +115,7 @@ class PerceptronTrainer:
         self.seeds = [cfg.seed] if seeds is None else [int(s) for s in seeds]
         if not self.seeds:
             raise ValueError("seeds: need at least one seed")
-        dev = cfg.device
-        if dev == "auto":
-            dev = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(dev)
+        self.device = resolve_device(cfg.device)
         N, P = cfg.N, cfg.P
         zs, ts, ws = zip(
             *(make_teacher_data(s, N, P, cfg.init_scale) for s in self.seeds), strict=True
@@ -132,7 +131,7 @@ class PerceptronTrainer:
             else 1.0 / self.smoothness()
         )
         self.epoch = 0
-        self.status = "running"
+        self.status = STATUS_RUNNING
         self._logged = set(logged_epochs(cfg))
 
     # --- one step and one record ------------------------------------------------
@@ -201,11 +200,11 @@ class PerceptronTrainer:
             self.step()
             if self.epoch in self._logged:
                 if not bool(torch.isfinite(self.w).all()):
-                    self.status = "diverged"
+                    self.status = STATUS_DIVERGED
                     return self.status
                 for seed, rec in zip(self.seeds, self.records(), strict=True):
                     report(seed, rec)
-        self.status = "completed"
+        self.status = STATUS_COMPLETED
         return self.status
 
     def run(self, report: Callable[[dict[str, float]], None]) -> str:

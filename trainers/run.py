@@ -22,6 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from trainers.config import TrialConfig
+from trainers.status import STATUS_COMPLETED
 
 
 def _fail(msg: str) -> None:
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         writer.writeheader()
         writer.writerows(rows)
     print(f"{status}: {len(rows)} logged epochs in {time.time() - t0:.1f}s -> {out}")
-    return 0 if status == "completed" else 1
+    return 0 if status == STATUS_COMPLETED else 1
 
 
 if __name__ == "__main__":

@@ -15,21 +15,38 @@ either, and a fresh launch of a finished sweep (lost storage path) does no train
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import socket
+import sqlite3
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from common import names as N
-from orchestrator.config import ConfigError, SweepConfig, expand_trials, load_config, trial_key
+from common.paths import OutputPathError, check_writable_dir
+from orchestrator import cluster as C
+from orchestrator.config import (
+    TRACKING_URI_ENV,
+    ConfigError,
+    SweepConfig,
+    expand_trials,
+    load_config,
+    tracking_uri,
+    trial_key,
+)
 from orchestrator.resources import check_capacity, summarize, trial_resources
 
 STATE_FILE = "sweep.json"  # the sweep's fingerprint, next to Tune's experiment state
+# Token authentication exists from Ray 2.52 and is on by default from 2.59: with an older
+# Ray a local sweep would listen unauthenticated on every interface.
+RAY_MIN_VERSION = (2, 59)
+CONNECT_TIMEOUT_S = 5.0  # for probing --address and an http(s) MLflow server
 
 
 # -----------------------------------------------------------------------------
@@ -46,10 +63,12 @@ def check_tracking_uri(uri: str) -> None:
             reason = getattr(e, "reason", e)
             raise ConfigError(f"mlflow.tracking_uri: cannot reach {uri} ({reason})") from None
     elif parsed.scheme == "sqlite":
-        db = uri[len("sqlite:///") :]
-        parent = Path(db).expanduser().resolve().parent if db else Path.cwd()
+        db = sqlite_path(uri)
+        parent = db.parent if db else Path.cwd()
         if not parent.is_dir() or not os.access(parent, os.W_OK):
             raise ConfigError(f"mlflow.tracking_uri: directory {parent} is missing or read-only")
+        if db and db.is_file() and db.stat().st_size > 0:
+            check_sqlite_store(db)
     elif parsed.scheme in ("", "file"):
         path = Path(parsed.path if parsed.scheme else uri).expanduser().resolve()
         base = path if path.exists() else path.parent
@@ -62,6 +81,82 @@ def check_tracking_uri(uri: str) -> None:
             MlflowClient(uri).search_experiments(max_results=1)
         except Exception as e:
             raise ConfigError(f"mlflow.tracking_uri: cannot use {uri} ({e})") from None
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a sqlite:/// URI (None for an in-memory one)."""
+    db = uri[len("sqlite:///") :]
+    return Path(db).expanduser().resolve() if db and db != ":memory:" else None
+
+
+def check_sqlite_store(db: Path) -> None:
+    """Refuse a corrupt or foreign SQLite file before MLflow's migration trips over it."""
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            ok = con.execute("PRAGMA quick_check").fetchone()[0]
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        ok, tables = str(e), {"experiments"}
+    if ok != "ok" or "experiments" not in tables:
+        what = "not an MLflow database" if ok == "ok" else f"corrupt ({ok})"
+        raise ConfigError(
+            f"mlflow.tracking_uri: {db} is {what}; move it aside (mv {db} {db}.bad) and run "
+            "the same command again: finished trials are rebuilt from Tune's checkpoints"
+        )
+
+
+def check_storage(cfg: SweepConfig) -> None:
+    """Tune's storage path must be writable before Ray starts (a local path is probed)."""
+    root = storage_root(cfg)
+    if "://" not in root:
+        try:
+            check_writable_dir(root, "tune.storage_path")
+        except OutputPathError as e:
+            raise ConfigError(str(e)) from None
+        return
+    try:
+        fs, path = _fs_and_dir(cfg)
+        fs.get_file_info(path)
+    except Exception as e:  # pyarrow raises plain OSError/ArrowInvalid for bad URIs/credentials
+        raise ConfigError(f"tune.storage_path: cannot use {root} ({_first_line(e)})") from None
+
+
+@contextlib.contextmanager
+def sweep_lock(cfg: SweepConfig, uri: str) -> Iterator[None]:
+    """One sweep at a time per sweep directory, and one writer per SQLite store.
+
+    Two drivers on one sweep would both train every trial (each sees the other's runs as
+    unfinished) and two on a fresh SQLite file race in MLflow's schema migration. The locks
+    are advisory file locks (released by the OS if the driver dies), so a killed sweep never
+    blocks the next one.
+    """
+    from filelock import FileLock, Timeout
+
+    root = storage_root(cfg)
+    local = Path(root) if "://" not in root else Path.cwd()
+    locks = [(local / f".{cfg.name}.lock", f"sweep {cfg.name!r} in {local}")]
+    db = sqlite_path(uri) if urlparse(uri).scheme == "sqlite" else None
+    if db is not None:
+        locks.append((db.with_name(db.name + ".lock"), f"MLflow store {db}"))
+    with contextlib.ExitStack() as stack:
+        for path, what in locks:
+            lock = FileLock(path, timeout=0)
+            try:
+                stack.enter_context(lock)
+            except Timeout:
+                raise ConfigError(
+                    f"another sweep is running on the {what} (lock {path}); wait for it to "
+                    "finish, or use another name / tune.storage_path / mlflow.tracking_uri"
+                ) from None
+        yield
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def storage_root(cfg: SweepConfig) -> str:
@@ -113,8 +208,13 @@ def save_fingerprint(cfg: SweepConfig) -> None:
 # The plan (what --dry-run prints)
 
 
-def print_plan(cfg: SweepConfig, trials: list[dict], requests: list[dict]) -> None:
-    """The plan for a cluster with GPUs (--dry-run starts nothing, so it cannot look)."""
+def print_plan(
+    cfg: SweepConfig,
+    trials: list[dict],
+    requests: list[dict],
+    node_types: list[C.NodeType] | None = None,
+) -> None:
+    """The plan: on the node types of --cluster, or else for a cluster with GPUs."""
     from trainers import TrialConfig, logged_epochs
 
     logged = [len(logged_epochs(TrialConfig(**p))) for p in trials]
@@ -138,7 +238,14 @@ def print_plan(cfg: SweepConfig, trials: list[dict], requests: list[dict]) -> No
         f"estimated GPU-hours: {s['gpu_hours']:.1f}   CPU-hours: {s['cpu_hours']:.2f}  "
         "(cost model: orchestrator/resources.py)"
     )
-    if cfg.resources.gpu == "auto" and any(r["GPU"] for r in requests):
+    if node_types:
+        for t, n, per in C.launch_plan(requests, node_types):
+            res = ", ".join(f"{k}: {v:g}" for k, v in sorted(t.resources.items()))
+            print(
+                f"would launch: {n} x {t.name} ({res}; at most {t.max_workers}), "
+                f"{per} trials per node"
+            )
+    elif cfg.resources.gpu == "auto" and any(r["GPU"] for r in requests):
         print("note: on a cluster without GPUs these trials run on the CPU")
 
 
@@ -165,6 +272,74 @@ def _trial_bundle(config: dict) -> Any:
     return PlacementGroupFactory([{k: v for k, v in r.items() if v > 0}])
 
 
+def check_ray_version() -> None:
+    import ray
+
+    have = tuple(int(x) for x in ray.__version__.split(".")[:2] if x.isdigit())
+    if have < RAY_MIN_VERSION:
+        need = ".".join(map(str, RAY_MIN_VERSION))
+        raise ConfigError(
+            f"ray {ray.__version__} is older than {need}, whose token authentication is on "
+            f"by default; pip install 'ray[tune]>={need}'"
+        )
+
+
+def probe_address(address: str) -> None:
+    """Refuse an --address nobody answers at, in seconds (Ray itself retries for minutes)."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.removeprefix("ray://").rsplit("/", 1)[0]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(
+            f"--address: expected HOST:PORT, 'auto' or ray://HOST:PORT, got {address!r}"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise ConfigError(
+            f"--address: no Ray cluster answers at {address} ({_first_line(e)})"
+        ) from None
+
+
+def connect_ray(address: str | None, uri: str, verbose: int) -> None:
+    """Start Ray here (address None) or join a cluster; one-line ConfigError on failure.
+
+    Trials see the MLflow store in their environment (MLFLOW_TRACKING_URI), as on a cluster
+    node configured by cluster.yaml. A local start keeps Ray's defaults: the dashboard off
+    and token authentication on (Ray >= 2.59 turns it on unless RAY_AUTH_MODE=disabled).
+    """
+    import ray
+
+    if address is not None:
+        probe_address(address)
+    elif os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        print("warning: RAY_AUTH_MODE=disabled: this Ray instance accepts anyone", file=sys.stderr)
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=verbose > 1,
+            runtime_env={"env_vars": {TRACKING_URI_ENV: uri}},
+        )
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
+        where = f"--address {address}" if address else "ray.init"
+        raise ConfigError(f"{where}: cannot connect to Ray ({_first_line(e)})") from None
+
+
+def open_store(uri: str, experiment: str) -> tuple[Any, str]:
+    """(MlflowClient, experiment id), or one line saying why the store is unusable."""
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.mlflow_logger import get_or_create_experiment
+
+    try:
+        client = MlflowClient(uri)
+        return client, get_or_create_experiment(client, experiment)
+    except Exception as e:  # MlflowException, sqlalchemy errors: not ours to enumerate
+        raise ConfigError(f"mlflow.tracking_uri: cannot use {uri} ({_first_line(e)})") from None
+
+
 def run_sweep(
     cfg: SweepConfig,
     *,
@@ -172,34 +347,63 @@ def run_sweep(
     resume: bool = False,
     trainable: Callable | None = None,
     verbose: int = 1,
+    node_types: list[C.NodeType] | None = None,
 ) -> dict[str, int]:
     """Run (or resume) the sweep; returns counts of trial outcomes.
 
     `trainable` replaces orchestrator.trainable.train_trial (tests use tiny fake ones).
+    `node_types`: what the autoscaler can launch (orchestrator/cluster.py); None reads the
+    head's bootstrap config when joining a `ray up` cluster.
     Raises ConfigError on bad input, before any trial starts.
     """
+    trials = expand_trials(cfg)
+    uri = tracking_uri(cfg)
+    experiment = cfg.mlflow.experiment or cfg.name
+    check_tracking_uri(uri)
+    check_storage(cfg)
+    check_ray_version()
+    if node_types is None:
+        node_types = C.default_node_types(address)
+    with sweep_lock(cfg, uri):
+        restore = check_saved_state(cfg, resume)
+        client, exp_id = open_store(uri, experiment)
+        print(
+            f"sweep {cfg.name}: MLflow store {uri} (experiment {experiment!r}); "
+            f"Tune state {storage_root(cfg).rstrip('/')}/{cfg.name}",
+            file=sys.stderr,
+        )
+        return _run_locked(
+            cfg,
+            trials,
+            uri,
+            experiment,
+            client,
+            exp_id,
+            restore,
+            address,
+            trainable,
+            verbose,
+            node_types,
+        )
+
+
+def _run_locked(
+    cfg, trials, uri, experiment, client, exp_id, restore, address, trainable, verbose, types
+) -> dict[str, int]:
     import ray
     from ray import tune
 
     from orchestrator.mlflow_logger import MlflowTrialLogger, find_runs
-    from orchestrator.mlflow_logger import get_or_create_experiment as runs_exp_id
     from orchestrator.trainable import train_trial
-
-    trials = expand_trials(cfg)
-    uri = cfg.mlflow.tracking_uri or N.DEFAULT_TRACKING_URI
-    experiment = cfg.mlflow.experiment or cfg.name
-    check_tracking_uri(uri)
-    restore = check_saved_state(cfg, resume)
 
     started_ray = not ray.is_initialized()
     if started_ray:
-        ray.init(address=address, include_dashboard=False, log_to_driver=verbose > 1)
+        connect_ray(address, uri, verbose)
     try:
-        nodes = ray.nodes()
-        has_gpu = any(n.get("Resources", {}).get("GPU", 0) > 0 for n in nodes if n.get("Alive"))
-        entries = param_space_entries(cfg, trials, has_gpu)
+        shapes = C.node_shapes(ray.nodes(), types)
+        entries = param_space_entries(cfg, trials, C.has_gpu(shapes))
         if cfg.resources.check_capacity:
-            check_capacity([e["resources"] for e in entries], nodes)
+            check_capacity([e["resources"] for e in entries], C.as_nodes(shapes))
 
         if cfg.theory.enabled and any(p["kind"] == "perceptron" for p in trials):
             from orchestrator.theory_run import log_theory_run
@@ -207,10 +411,7 @@ def run_sweep(
             log_theory_run(cfg, uri, experiment)
 
         # Trials whose MLflow run is FINISHED are done: never train them again.
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(uri)
-        runs = find_runs(client, runs_exp_id(client, experiment), **{N.TAG_SWEEP: cfg.name})
+        runs = find_runs(client, exp_id, **{N.TAG_SWEEP: cfg.name})
         finished = frozenset(k for k, r in runs.items() if r.info.status == "FINISHED")
         fn = tune.with_parameters(trainable or train_trial, finished=finished)
         fn = tune.with_resources(fn, _trial_bundle)
@@ -247,7 +448,17 @@ def run_sweep(
             )
         grid = tuner.fit()
         errored = sum(1 for r in grid if r.error is not None)
-        runs = find_runs(client, runs_exp_id(client, experiment), **{N.TAG_SWEEP: cfg.name})
+        # A trial Tune holds as finished whose run is not FINISHED in MLflow (the store was
+        # lost or replaced after it ended): its final checkpoint holds the whole curve.
+        writer = MlflowTrialLogger(uri, experiment, cfg.name, cfg.mlflow.flush_seconds)
+        rebuilt = sum(
+            writer.complete_from_checkpoint(r.config["trial"], r.checkpoint)
+            for r in grid
+            if r.error is None and r.checkpoint is not None and "trial" in (r.config or {})
+        )
+        if rebuilt:
+            print(f"sweep {cfg.name}: rebuilt {rebuilt} MLflow runs from Tune's checkpoints")
+        runs = find_runs(client, exp_id, **{N.TAG_SWEEP: cfg.name})
         keys = {e["key"] for e in entries}
         done = sum(1 for k, r in runs.items() if k in keys and r.info.status == "FINISHED")
         return {"trials": len(trials), "finished": done, "errored": errored}
@@ -290,7 +501,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="require an unfinished sweep of this name and continue it (an existing "
         "one is also resumed without this flag)",
     )
-    p.add_argument("--address", help="Ray cluster address (default: start Ray locally)")
+    p.add_argument(
+        "--address",
+        help="Ray cluster to join: HOST:PORT, 'auto' (the cluster on this machine) or "
+        "ray://HOST:PORT (default: start Ray locally)",
+    )
+    p.add_argument(
+        "--cluster",
+        metavar="CLUSTER.yaml",
+        help="Ray cluster launcher config whose node types the autoscaler can launch: the GPU "
+        "share rule and the capacity check use them, and --dry-run prints what would be "
+        "launched (default on a `ray up` head: ~/ray_bootstrap_config.yaml)",
+    )
     p.add_argument(
         "-v",
         "--verbose",
@@ -307,13 +529,22 @@ def main(argv: list[str] | None = None, trainable: Callable | None = None) -> in
     try:
         cfg = load_config(args.config, args.set)
         trials = expand_trials(cfg)
-        check_tracking_uri(cfg.mlflow.tracking_uri or N.DEFAULT_TRACKING_URI)
+        check_tracking_uri(tracking_uri(cfg))
+        types = C.load_node_types(args.cluster) if args.cluster else None
         if args.dry_run:
-            entries = param_space_entries(cfg, trials, has_gpu=True)
-            print_plan(cfg, trials, [e["resources"] for e in entries])
+            shapes = C.node_shapes([], types or [])
+            entries = param_space_entries(cfg, trials, has_gpu=C.has_gpu(shapes) or not types)
+            if types and cfg.resources.check_capacity:
+                check_capacity([e["resources"] for e in entries], C.as_nodes(shapes))
+            print_plan(cfg, trials, [e["resources"] for e in entries], types)
             return 0
         counts = run_sweep(
-            cfg, address=args.address, resume=args.resume, trainable=trainable, verbose=args.verbose
+            cfg,
+            address=args.address,
+            resume=args.resume,
+            trainable=trainable,
+            verbose=args.verbose,
+            node_types=types,
         )
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -284,22 +284,33 @@ def check_ray_version() -> None:
         )
 
 
-def probe_address(address: str) -> None:
-    """Refuse an --address nobody answers at, in seconds (Ray itself retries for minutes)."""
-    if address in ("auto", "local"):
-        return
-    hostport = address.removeprefix("ray://").rsplit("/", 1)[0]
+def resolve_address(address: str) -> str:
+    """The HOST:PORT --address names ('auto': the cluster `ray start` left on this machine),
+    checked to answer within seconds; Ray itself retries an absent cluster for minutes."""
+    if address == "local":
+        return address
+    if address == "auto":
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+
+        try:
+            address = canonicalize_bootstrap_address_or_die("auto")
+        except (ConnectionError, ValueError) as e:
+            raise ConfigError(
+                f"--address auto: no Ray cluster on this machine ({_first_line(e)})"
+            ) from None
+    hostport = address.removeprefix("ray://").rstrip("/")
     host, sep, port = hostport.rpartition(":")
     if not sep or not port.isdigit():
         raise ConfigError(
-            f"--address: expected HOST:PORT, 'auto' or ray://HOST:PORT, got {address!r}"
+            f"--address: expected HOST:PORT, auto or ray://HOST:PORT, got {address!r}"
         )
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        socket.create_connection((host.strip("[]"), int(port)), CONNECT_TIMEOUT_S).close()
     except OSError as e:
         raise ConfigError(
             f"--address: no Ray cluster answers at {address} ({_first_line(e)})"
         ) from None
+    return address
 
 
 def connect_ray(address: str | None, uri: str, verbose: int) -> None:
@@ -311,9 +322,7 @@ def connect_ray(address: str | None, uri: str, verbose: int) -> None:
     """
     import ray
 
-    if address is not None:
-        probe_address(address)
-    elif os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+    if address is None and os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
         print("warning: RAY_AUTH_MODE=disabled: this Ray instance accepts anyone", file=sys.stderr)
     try:
         ray.init(
@@ -360,8 +369,12 @@ def run_sweep(
     uri = tracking_uri(cfg)
     experiment = cfg.mlflow.experiment or cfg.name
     check_tracking_uri(uri)
-    check_storage(cfg)
     check_ray_version()
+    import ray
+
+    if address is not None and not ray.is_initialized():
+        address = resolve_address(address)
+    check_storage(cfg)  # creates the storage directory: after the checks that create nothing
     if node_types is None:
         node_types = C.default_node_types(address)
     with sweep_lock(cfg, uri):

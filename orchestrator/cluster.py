@@ -96,19 +96,19 @@ def _slots(node: dict[str, float], need: dict[str, float]) -> int:
     )
 
 
-def launch_plan(requests: list[dict], types: list[NodeType]) -> list[tuple[NodeType, int, int]]:
-    """(node type, workers to launch, trials per worker) to run every request at once.
+def launch_plan(requests: list[dict], types: list[NodeType]) -> list[tuple[NodeType, int, dict]]:
+    """Per node type: (type, workers needed to run every request at once, {shape: per node}).
 
     Each request shape goes to the smallest launchable type that holds it (fewest GPUs, then
-    CPUs); worker counts are capped by the type's max_workers. The autoscaler decides the
-    same way in spirit (bin-packing pending demand onto node types), so this is what
-    --dry-run prints as "would launch".
+    CPUs); the autoscaler launches at most the type's max_workers (the other trials queue).
+    The autoscaler decides the same way in spirit (bin-packing pending demand onto node
+    types), so this is what --dry-run prints as "would launch".
     """
-    workers: dict[str, tuple[NodeType, float, int]] = {}
     shapes: dict[tuple, int] = {}
     for r in requests:
         key = tuple(sorted(r.items()))
         shapes[key] = shapes.get(key, 0) + 1
+    plan: dict[str, tuple[NodeType, float, dict]] = {}
     for key, n in shapes.items():
         need = dict(key)
         fits = [t for t in types if t.max_workers > 0 and _slots(t.resources, need) > 0]
@@ -116,6 +116,7 @@ def launch_plan(requests: list[dict], types: list[NodeType]) -> list[tuple[NodeT
             continue  # the capacity check has refused (or a live node holds it)
         t = min(fits, key=lambda t: (t.resources.get("GPU", 0), t.resources.get("CPU", 0)))
         per = _slots(t.resources, need)
-        _, nodes, _ = workers.get(t.name, (t, 0.0, per))
-        workers[t.name] = (t, nodes + n / per, per)
-    return [(t, min(t.max_workers, math.ceil(k - 1e-9)), per) for t, k, per in workers.values()]
+        _, nodes, per_shape = plan.get(t.name, (t, 0.0, {}))
+        label = f"{need.get('CPU', 0):g} CPU + {need.get('GPU', 0):g} GPU"
+        plan[t.name] = (t, nodes + n / per, {**per_shape, label: per})
+    return [(t, math.ceil(k - 1e-9), per) for t, k, per in plan.values()]

@@ -241,9 +241,11 @@ def print_plan(
     if node_types:
         for t, n, per in C.launch_plan(requests, node_types):
             res = ", ".join(f"{k}: {v:g}" for k, v in sorted(t.resources.items()))
+            queued = f", capped at max_workers {t.max_workers}" if n > t.max_workers else ""
+            packs = ", ".join(f"{k}: {v} per node" for k, v in per.items())
             print(
-                f"would launch: {n} x {t.name} ({res}; at most {t.max_workers}), "
-                f"{per} trials per node"
+                f"would launch: {min(n, t.max_workers)} x {t.name} ({res}) for {packs} "
+                f"({n} to run all trials at once{queued})"
             )
     elif cfg.resources.gpu == "auto" and any(r["GPU"] for r in requests):
         print("note: on a cluster without GPUs these trials run on the CPU")

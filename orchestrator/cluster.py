@@ -36,8 +36,13 @@ class NodeType:
     head: bool = False
 
 
-def load_node_types(path: str | Path) -> list[NodeType]:
-    """Node types from a Ray cluster launcher YAML; ConfigError (one line) if unusable."""
+def load_node_types(path: str | Path, skip_undeclared: bool = False) -> list[NodeType]:
+    """Node types from a Ray cluster launcher YAML; ConfigError (one line) if unusable.
+
+    A launchable type must declare its resources; with skip_undeclared such types are left
+    out instead (the head's bootstrap config of an on-premise cluster, whose fixed workers
+    are all alive and so are seen as live nodes).
+    """
     p = Path(path).expanduser()
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
@@ -58,6 +63,8 @@ def load_node_types(path: str | Path) -> list[NodeType]:
         is_head = name == head_type
         n = 0 if is_head else int(spec.get("max_workers", cap if cap is not None else 0))
         if not is_head and n > 0 and not res:
+            if skip_undeclared:
+                continue
             raise ConfigError(
                 f"--cluster: node type {name!r} in {p} leaves its resources to be detected at "
                 "launch; write them out (e.g. resources: {CPU: 8, GPU: 1})"
@@ -69,7 +76,7 @@ def load_node_types(path: str | Path) -> list[NodeType]:
 def default_node_types(address: str | None) -> list[NodeType]:
     """On the head of a `ray up` cluster (an address given), the bootstrap config's types."""
     if address is not None and address != "local" and BOOTSTRAP_CONFIG.expanduser().is_file():
-        return load_node_types(BOOTSTRAP_CONFIG)
+        return load_node_types(BOOTSTRAP_CONFIG, skip_undeclared=True)
     return []
 
 

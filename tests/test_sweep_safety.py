@@ -282,3 +282,26 @@ def test_lost_and_corrupt_mlflow_store_rebuilt_from_checkpoints(tmp_path, monkey
     assert out["finished"] == 4 and "rebuilt 4" in out["stdout"]
     assert _curves(uri) == first
     assert len(Path(log).read_text().splitlines()) == trained
+
+
+def test_local_ray_has_token_auth_and_trials_see_the_mlflow_store(tmp_path):
+    """What connect_ray starts: token authentication on (the Ray >= 2.59 default) and
+    MLFLOW_TRACKING_URI in every task's environment."""
+    code = f"""
+import os, ray
+from ray._raylet import AuthenticationMode, get_authentication_mode
+from orchestrator.sweep import connect_ray
+connect_ray("local", "sqlite:///{tmp_path}/m.db", 0)
+env = ray.get(ray.remote(lambda: os.environ.get("MLFLOW_TRACKING_URI")).remote())
+print("ENV", env)
+print("TOKEN", get_authentication_mode() == AuthenticationMode.TOKEN)
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for k in ("RAY_AUTH_MODE", "RAY_ADDRESS", "MLFLOW_TRACKING_URI"):
+        env.pop(k, None)
+    r = subprocess.run(
+        [PY, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"ENV sqlite:///{tmp_path}/m.db" in r.stdout
+    assert "TOKEN True" in r.stdout

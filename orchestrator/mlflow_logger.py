@@ -29,7 +29,7 @@ from ray import tune
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from common import names as N
-from orchestrator.trainable import read_curve
+from orchestrator.trainable import read_curve, read_final_curve
 
 MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
 MAX_PARAMS = 100  # ... and on params per call
@@ -258,11 +258,12 @@ class MlflowTrialLogger(tune.Callback):
         Used after Tuner.restore: a restored TERMINATED trial never reaches the callbacks.
         """
         old = self._existing.get(spec["key"])
-        if old is not None and old.info.status == "FINISHED":
+        if checkpoint is None or (old is not None and old.info.status == "FINISHED"):
             return False
-        curve = self._final_curve(checkpoint)
+        with checkpoint.as_directory() as d:
+            curve = read_final_curve(d, int(spec["params"]["epochs"]))
         if not curve:
-            return False
+            return False  # an interrupted trial: Tune resumes it, its callback writes it
         self._finish(self._run_for_spec(spec, None), curve)
         return True
 

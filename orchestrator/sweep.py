@@ -1,15 +1,20 @@
 """Run a sweep: `python -m orchestrator.sweep [--config FILE] [--set key=value ...]`.
 
-Order of work: validate everything that can be checked offline (config, trials, MLflow URI,
-the saved sweep's fingerprint) -> exit 2 with one line on bad input; --dry-run prints the plan
-and stops; otherwise connect to Ray, refuse trials no node can host, log the theory run
-(perceptron sweeps), and run the trials with Tune, restoring an unfinished sweep of the same
-name from its storage path.
+Order of work: validate everything that can be checked without creating anything (config
+file and trials, the MLflow store, including a corrupt SQLite file, the Ray version, the Ray
+address, which must answer within seconds) -> exit 2 with one line on bad input; --dry-run
+prints the plan (and, with --cluster, the workers it would launch) and stops; otherwise
+probe the storage path with a real write, take the sweep's locks (one sweep per sweep
+directory, one writer per SQLite store), connect to Ray, refuse trials no node or node type
+can host, log the theory run (perceptron sweeps), and run the trials with Tune, restoring an
+unfinished sweep of the same name from its storage path.
 
 Resume: Tune's experiment state (storage_path/<name>) restores unfinished trials from their
 checkpoints (Tuner.restore). Independently, every trial whose MLflow run is FINISHED is skipped
 by the trainable, so a trial that finished after Tune's last state snapshot is not retrained
-either, and a fresh launch of a finished sweep (lost storage path) does no training.
+either, and a fresh launch of a finished sweep (lost storage path) does no training. The
+other way round, a trial Tune finished whose MLflow run is gone (mlflow.db deleted) is
+written again from its final checkpoint (rebuild_missing_runs).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ STATE_FILE = "sweep.json"  # the sweep's fingerprint, next to Tune's experiment 
 # Ray a local sweep would listen unauthenticated on every interface.
 RAY_MIN_VERSION = (2, 59)
 CONNECT_TIMEOUT_S = 5.0  # for probing --address and an http(s) MLflow server
+LOCK_WAIT_S = 3.0  # a store's lock is also taken for a moment by another sweep's checks
 
 
 # -----------------------------------------------------------------------------
@@ -89,8 +95,27 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(db).expanduser().resolve() if db and db != ":memory:" else None
 
 
+def store_lock(db: Path) -> Path:
+    """The lock file of a SQLite store: held by the sweep writing it (see sweep_lock)."""
+    return db.with_name(db.name + ".lock")
+
+
 def check_sqlite_store(db: Path) -> None:
-    """Refuse a corrupt or foreign SQLite file before MLflow's migration trips over it."""
+    """Refuse a corrupt or foreign SQLite file before MLflow's migration trips over it.
+
+    Read under the store's lock: a sweep creating the schema right now holds it, and its
+    half-made file must not be called corrupt (sweep_lock then refuses this second sweep).
+    """
+    from filelock import FileLock, Timeout
+
+    try:
+        with FileLock(store_lock(db), timeout=0):
+            _check_sqlite_content(db)
+    except Timeout:
+        return
+
+
+def _check_sqlite_content(db: Path) -> None:
     try:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
@@ -140,10 +165,10 @@ def sweep_lock(cfg: SweepConfig, uri: str) -> Iterator[None]:
     locks = [(local / f".{cfg.name}.lock", f"sweep {cfg.name!r} in {local}")]
     db = sqlite_path(uri) if urlparse(uri).scheme == "sqlite" else None
     if db is not None:
-        locks.append((db.with_name(db.name + ".lock"), f"MLflow store {db}"))
+        locks.append((store_lock(db), f"MLflow store {db}"))
     with contextlib.ExitStack() as stack:
         for path, what in locks:
-            lock = FileLock(path, timeout=0)
+            lock = FileLock(path, timeout=LOCK_WAIT_S)
             try:
                 stack.enter_context(lock)
             except Timeout:
@@ -331,11 +356,17 @@ def connect_ray(address: str | None, uri: str, verbose: int) -> None:
             address=address,
             include_dashboard=False,
             log_to_driver=verbose > 1,
-            runtime_env={"env_vars": {TRACKING_URI_ENV: uri}},
+            runtime_env={"env_vars": {TRACKING_URI_ENV: _absolute(uri)}},
         )
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
         where = f"--address {address}" if address else "ray.init"
         raise ConfigError(f"{where}: cannot connect to Ray ({_first_line(e)})") from None
+
+
+def _absolute(uri: str) -> str:
+    """A relative sqlite:/// path made absolute: trial processes run in other directories."""
+    db = sqlite_path(uri) if urlparse(uri).scheme == "sqlite" else None
+    return f"sqlite:///{db}" if db is not None else uri
 
 
 def open_store(uri: str, experiment: str) -> tuple[Any, str]:
@@ -349,6 +380,65 @@ def open_store(uri: str, experiment: str) -> tuple[Any, str]:
         return client, get_or_create_experiment(client, experiment)
     except Exception as e:  # MlflowException, sqlalchemy errors: not ours to enumerate
         raise ConfigError(f"mlflow.tracking_uri: cannot use {uri} ({_first_line(e)})") from None
+
+
+def _tuner(
+    cfg: SweepConfig,
+    fn: Any,
+    todo: list[dict],
+    uri: str,
+    experiment: str,
+    n_trials: int,
+    restore: bool,
+    verbose: int,
+) -> Any:
+    """A Tuner for the unfinished trials, or the saved one of this sweep restored."""
+    from ray import tune
+
+    from orchestrator.mlflow_logger import MlflowTrialLogger
+
+    root = storage_root(cfg)
+    if restore:
+        # The restored Tuner brings back its pickled callback, which re-reads MLflow.
+        path = f"{root.rstrip('/')}/{cfg.name}"
+        return tune.Tuner.restore(path, trainable=fn, resume_errored=True)
+    save_fingerprint(cfg)
+    logger = MlflowTrialLogger(
+        uri, experiment, cfg.name, cfg.mlflow.flush_seconds, total_trials=n_trials
+    )
+    return tune.Tuner(
+        fn,
+        param_space={"trial": tune.grid_search(todo)},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=cfg.resources.max_concurrent_trials,
+            reuse_actors=cfg.tune.reuse_actors,
+        ),
+        run_config=tune.RunConfig(
+            name=cfg.name,
+            storage_path=root,
+            callbacks=[logger],
+            failure_config=tune.FailureConfig(max_failures=cfg.tune.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.tune.num_to_keep),
+            verbose=verbose,
+        ),
+    )
+
+
+def rebuild_missing_runs(grid: Any, cfg: SweepConfig, uri: str, experiment: str) -> int:
+    """Write every trial Tune holds as finished but MLflow does not (the store was lost or
+    replaced after it ended) from its final checkpoint, which holds the whole curve.
+
+    Tuner.restore brings such trials back TERMINATED and never shows them to the callbacks,
+    so without this a sweep whose mlflow.db was deleted could never finish again.
+    """
+    from orchestrator.mlflow_logger import MlflowTrialLogger
+
+    writer = MlflowTrialLogger(uri, experiment, cfg.name, cfg.mlflow.flush_seconds)
+    return sum(
+        writer.complete_from_checkpoint(r.config["trial"], r.checkpoint)
+        for r in grid
+        if r.error is None and r.checkpoint is not None and "trial" in (r.config or {})
+    )
 
 
 def run_sweep(
@@ -373,6 +463,10 @@ def run_sweep(
     check_tracking_uri(uri)
     check_ray_version()
     import ray
+    from ray import tune
+
+    from orchestrator.mlflow_logger import find_runs
+    from orchestrator.trainable import train_trial
 
     if address is not None and not ray.is_initialized():
         address = resolve_address(address)
@@ -387,99 +481,43 @@ def run_sweep(
             f"Tune state {storage_root(cfg).rstrip('/')}/{cfg.name}",
             file=sys.stderr,
         )
-        return _run_locked(
-            cfg,
-            trials,
-            uri,
-            experiment,
-            client,
-            exp_id,
-            restore,
-            address,
-            trainable,
-            verbose,
-            node_types,
-        )
+        started_ray = not ray.is_initialized()
+        if started_ray:
+            connect_ray(address, uri, verbose)
+        try:
+            shapes = C.node_shapes(ray.nodes(), node_types)
+            entries = param_space_entries(cfg, trials, C.has_gpu(shapes))
+            if cfg.resources.check_capacity:
+                check_capacity([e["resources"] for e in entries], C.as_nodes(shapes))
 
+            if cfg.theory.enabled and any(p["kind"] == "perceptron" for p in trials):
+                from orchestrator.theory_run import log_theory_run
 
-def _run_locked(
-    cfg, trials, uri, experiment, client, exp_id, restore, address, trainable, verbose, types
-) -> dict[str, int]:
-    import ray
-    from ray import tune
+                log_theory_run(cfg, uri, experiment)
 
-    from orchestrator.mlflow_logger import MlflowTrialLogger, find_runs
-    from orchestrator.trainable import train_trial
+            # Trials whose MLflow run is FINISHED are done: never train them again.
+            runs = find_runs(client, exp_id, **{N.TAG_SWEEP: cfg.name})
+            finished = frozenset(k for k, r in runs.items() if r.info.status == "FINISHED")
+            fn = tune.with_parameters(trainable or train_trial, finished=finished)
+            fn = tune.with_resources(fn, _trial_bundle)
 
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        connect_ray(address, uri, verbose)
-    try:
-        shapes = C.node_shapes(ray.nodes(), types)
-        entries = param_space_entries(cfg, trials, C.has_gpu(shapes))
-        if cfg.resources.check_capacity:
-            check_capacity([e["resources"] for e in entries], C.as_nodes(shapes))
-
-        if cfg.theory.enabled and any(p["kind"] == "perceptron" for p in trials):
-            from orchestrator.theory_run import log_theory_run
-
-            log_theory_run(cfg, uri, experiment)
-
-        # Trials whose MLflow run is FINISHED are done: never train them again.
-        runs = find_runs(client, exp_id, **{N.TAG_SWEEP: cfg.name})
-        finished = frozenset(k for k, r in runs.items() if r.info.status == "FINISHED")
-        fn = tune.with_parameters(trainable or train_trial, finished=finished)
-        fn = tune.with_resources(fn, _trial_bundle)
-
-        root = storage_root(cfg)
-        path = f"{root.rstrip('/')}/{cfg.name}"
-        if restore:
-            # The restored Tuner brings back its pickled callback, which re-reads MLflow.
-            tuner = tune.Tuner.restore(path, trainable=fn, resume_errored=True)
-        else:
             todo = [e for e in entries if e["key"] not in finished]
-            if not todo:
+            if not restore and not todo:
                 print(f"sweep {cfg.name}: all {len(trials)} trials already finished")
                 return {"trials": len(trials), "finished": len(trials), "errored": 0}
-            save_fingerprint(cfg)
-            logger = MlflowTrialLogger(
-                uri, experiment, cfg.name, cfg.mlflow.flush_seconds, total_trials=len(trials)
-            )
-            tuner = tune.Tuner(
-                fn,
-                param_space={"trial": tune.grid_search(todo)},
-                tune_config=tune.TuneConfig(
-                    max_concurrent_trials=cfg.resources.max_concurrent_trials,
-                    reuse_actors=cfg.tune.reuse_actors,
-                ),
-                run_config=tune.RunConfig(
-                    name=cfg.name,
-                    storage_path=root,
-                    callbacks=[logger],
-                    failure_config=tune.FailureConfig(max_failures=cfg.tune.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.tune.num_to_keep),
-                    verbose=verbose,
-                ),
-            )
-        grid = tuner.fit()
-        errored = sum(1 for r in grid if r.error is not None)
-        # A trial Tune holds as finished whose run is not FINISHED in MLflow (the store was
-        # lost or replaced after it ended): its final checkpoint holds the whole curve.
-        writer = MlflowTrialLogger(uri, experiment, cfg.name, cfg.mlflow.flush_seconds)
-        rebuilt = sum(
-            writer.complete_from_checkpoint(r.config["trial"], r.checkpoint)
-            for r in grid
-            if r.error is None and r.checkpoint is not None and "trial" in (r.config or {})
-        )
-        if rebuilt:
-            print(f"sweep {cfg.name}: rebuilt {rebuilt} MLflow runs from Tune's checkpoints")
-        runs = find_runs(client, exp_id, **{N.TAG_SWEEP: cfg.name})
-        keys = {e["key"] for e in entries}
-        done = sum(1 for k, r in runs.items() if k in keys and r.info.status == "FINISHED")
-        return {"trials": len(trials), "finished": done, "errored": errored}
-    finally:
-        if started_ray:
-            ray.shutdown()
+            tuner = _tuner(cfg, fn, todo, uri, experiment, len(trials), restore, verbose)
+            grid = tuner.fit()
+            errored = sum(1 for r in grid if r.error is not None)
+            rebuilt = rebuild_missing_runs(grid, cfg, uri, experiment)
+            if rebuilt:
+                print(f"sweep {cfg.name}: rebuilt {rebuilt} MLflow runs from Tune's checkpoints")
+            runs = find_runs(client, exp_id, **{N.TAG_SWEEP: cfg.name})
+            keys = {e["key"] for e in entries}
+            done = sum(1 for k, r in runs.items() if k in keys and r.info.status == "FINISHED")
+            return {"trials": len(trials), "finished": done, "errored": errored}
+        finally:
+            if started_ray:
+                ray.shutdown()
 
 
 # -----------------------------------------------------------------------------

@@ -123,3 +123,14 @@ def test_node_types_from_cluster_yaml_and_launch_plan(tmp_path):
     with pytest.raises(ConfigError, match="write them out"):
         C.load_node_types(p)
     assert [t.name for t in C.load_node_types(p, skip_undeclared=True)] == ["head"]
+
+
+def test_dry_run_on_the_cluster_prints_what_would_be_launched(capsys):
+    from orchestrator.sweep import main
+
+    assert main(["--config", "paper-table1", "--cluster", str(FILES[0]), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    # the GPU rule applies (the live head has no GPU, the worker type has one) ...
+    assert "1 CPU + 0.125 GPU" in out and "1 CPU + 0.5 GPU" in out
+    # ... and the plan names the worker type, capped at its max_workers
+    assert "would launch: 8 x gpu_worker (CPU: 8, GPU: 1)" in out and "max_workers 8" in out

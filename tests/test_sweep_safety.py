@@ -305,3 +305,17 @@ print("TOKEN", get_authentication_mode() == AuthenticationMode.TOKEN)
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"ENV sqlite:///{tmp_path}/m.db" in r.stdout
     assert "TOKEN True" in r.stdout
+
+
+def test_only_a_final_checkpoint_rebuilds_a_run(tmp_path):
+    """An interrupted trial's checkpoint must not be written as a FINISHED run (Ctrl-C)."""
+    import json
+
+    from orchestrator.trainable import CURVE_FILE, FINAL_FILE, read_final_curve
+
+    curve = [{"epoch": float(e), "test_error": 1 / e} for e in range(1, 6)]
+    (tmp_path / CURVE_FILE).write_text(json.dumps(curve))
+    assert read_final_curve(tmp_path, epochs=6) == []  # stopped at 5 of 6: interrupted
+    assert read_final_curve(tmp_path, epochs=5) == curve  # reached its last epoch
+    (tmp_path / FINAL_FILE).touch()  # the trainer returned early (diverged) and said so
+    assert read_final_curve(tmp_path, epochs=6) == curve

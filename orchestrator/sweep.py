@@ -52,6 +52,11 @@ STATE_FILE = "sweep.json"  # the sweep's fingerprint, next to Tune's experiment 
 # Ray a local sweep would listen unauthenticated on every interface.
 RAY_MIN_VERSION = (2, 59)
 CONNECT_TIMEOUT_S = 5.0  # for probing --address and an http(s) MLflow server
+# Ray's single-machine switch (named for the OSes where it is the default): with "0", a Ray
+# started here takes 127.0.0.1 as its node address and binds every service to loopback. It
+# is read when ray is imported, so run_sweep sets it before that; set it to 1 yourself to
+# make a local sweep reachable from other machines.
+LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 LOCK_WAIT_S = 3.0  # a store's lock is also taken for a moment by another sweep's checks
 
 
@@ -341,15 +346,18 @@ def resolve_address(address: str) -> str:
 
 
 def connect_ray(address: str | None, uri: str, verbose: int) -> None:
-    """Start Ray here (address None) or join a cluster; one-line ConfigError on failure.
+    """Start a new Ray here (address None or "local") or join a cluster; one-line
+    ConfigError on failure.
 
     Trials see the MLflow store in their environment (MLFLOW_TRACKING_URI), as on a cluster
-    node configured by cluster.yaml. A local start keeps Ray's defaults: the dashboard off
-    and token authentication on (Ray >= 2.59 turns it on unless RAY_AUTH_MODE=disabled).
+    node configured by cluster.yaml. A local start has no dashboard, token authentication
+    (Ray >= 2.59 turns it on unless RAY_AUTH_MODE=disabled) and, when run_sweep could set
+    LOCAL_ONLY_ENV before Ray was imported, every port on 127.0.0.1.
     """
     import ray
 
-    if address is None and os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+    address = address or "local"  # never join a cluster unasked: --address auto does that
+    if address == "local" and os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
         print("warning: RAY_AUTH_MODE=disabled: this Ray instance accepts anyone", file=sys.stderr)
     try:
         ray.init(
@@ -359,7 +367,7 @@ def connect_ray(address: str | None, uri: str, verbose: int) -> None:
             runtime_env={"env_vars": {TRACKING_URI_ENV: _absolute(uri)}},
         )
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
-        where = f"--address {address}" if address else "ray.init"
+        where = f"--address {address}" if address != "local" else "ray.init"
         raise ConfigError(f"{where}: cannot connect to Ray ({_first_line(e)})") from None
 
 
@@ -461,6 +469,8 @@ def run_sweep(
     uri = tracking_uri(cfg)
     experiment = cfg.mlflow.experiment or cfg.name
     check_tracking_uri(uri)
+    if address in (None, "local") and "ray" not in sys.modules:
+        os.environ.setdefault(LOCAL_ONLY_ENV, "0")  # a local sweep listens on 127.0.0.1 only
     check_ray_version()
     import ray
     from ray import tune

@@ -319,3 +319,87 @@ def test_only_a_final_checkpoint_rebuilds_a_run(tmp_path):
     assert read_final_curve(tmp_path, epochs=5) == curve  # reached its last epoch
     (tmp_path / FINAL_FILE).touch()  # the trainer returned early (diverged) and said so
     assert read_final_curve(tmp_path, epochs=6) == curve
+
+
+PORTS_SCRIPT = """
+import json, os, sys
+sys.path.insert(0, {tests!r})
+from orchestrator.config import parse_config
+from orchestrator.sweep import run_sweep
+
+DRIVER, OUT = os.getpid(), {out!r}
+
+
+def listening_sockets():
+    '''(pid, local address hex) of every TCP socket listening in the driver's process tree.'''
+    parent = {{}}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = open(f"/proc/{{d}}/stat").read()
+                parent[int(d)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except OSError:
+                pass
+    tree, grew = {{DRIVER}}, True
+    while grew:
+        new = {{p for p, pp in parent.items() if pp in tree}} - tree
+        tree |= new
+        grew = bool(new)
+    inode_pid = {{}}
+    for pid in tree:
+        try:
+            for fd in os.listdir(f"/proc/{{pid}}/fd"):
+                link = os.readlink(f"/proc/{{pid}}/fd/{{fd}}")
+                if link.startswith("socket:["):
+                    inode_pid[link[8:-1]] = pid
+        except OSError:
+            pass
+    out = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).read().splitlines()[1:]:
+            f = line.split()
+            if f[3] == "0A" and f[9] in inode_pid:  # 0A: LISTEN
+                out.append((inode_pid[f[9]], f[1].split(":")[0]))
+    return out
+
+
+def probe_trial(config, finished=frozenset()):
+    with open(OUT, "w") as fh:
+        json.dump(listening_sockets(), fh)
+
+
+cfg = parse_config(json.loads({cfg!r}))
+print("COUNTS", run_sweep(cfg, trainable=probe_trial, verbose=0))
+"""
+
+
+def _loopback(hex_addr: str) -> bool:
+    if len(hex_addr) == 8:  # IPv4, little-endian: 127.x.x.x ends in 7F
+        return hex_addr.endswith("7F")
+    return hex_addr.endswith("0100007F") or hex_addr == "0" * 24 + "01000000"  # ::1
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux /proc")
+def test_local_sweep_listens_on_loopback_only(tmp_path):
+    """Every port of the Ray a local sweep starts is on 127.0.0.1 (checked while a trial
+    runs, over the driver's whole process tree: GCS, raylet, agents, workers). Setting
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1 instead exposes them on all interfaces (tried)."""
+    import json
+
+    raw = _cfg(tmp_path, seeds=[0], blocks=[{"kind": "perceptron", "alpha": [1], "N": [8]}])
+    out = tmp_path / "sockets.json"
+    script = tmp_path / "ports.py"
+    script.write_text(
+        PORTS_SCRIPT.format(tests=str(ROOT / "tests"), out=str(out), cfg=json.dumps(raw))
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
+    for k in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS"):
+        env.pop(k, None)
+    r = subprocess.run(
+        [PY, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    sockets = json.loads(out.read_text())
+    assert len({pid for pid, _ in sockets}) >= 2  # at least the GCS and the raylet listen
+    exposed = [(pid, a) for pid, a in sockets if not _loopback(a)]
+    assert not exposed, exposed

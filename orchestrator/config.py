@@ -92,8 +92,9 @@ class Resources(_Strict):
     # a number: that fraction for every deep-net trial (perceptrons always run on the CPU).
     gpu: Literal["auto"] | float = "auto"
     max_concurrent_trials: int | None = Field(default=None, gt=0)
-    # Refuse trials no node can host before launch. Turn off only on an autoscaling cluster
-    # whose GPU workers are not up yet (Tune would then wait for the autoscaler).
+    # Refuse trials no node can host before launch. Nodes are the live ones plus the node
+    # types the autoscaler can launch (--cluster, or ~/ray_bootstrap_config.yaml on the head
+    # of a `ray up` cluster; orchestrator/cluster.py), so a fresh cluster needs no opt-out.
     check_capacity: bool = True
 
     @field_validator("gpu")

@@ -134,3 +134,16 @@ def test_dry_run_on_the_cluster_prints_what_would_be_launched(capsys):
     assert "1 CPU + 0.125 GPU" in out and "1 CPU + 0.5 GPU" in out
     # ... and the plan names the worker type, capped at its max_workers
     assert "would launch: 8 x gpu_worker (CPU: 8, GPU: 1)" in out and "max_workers 8" in out
+
+
+def test_on_the_head_the_bootstrap_config_gives_the_node_types(tmp_path, monkeypatch):
+    from orchestrator import cluster as C
+
+    boot = tmp_path / "ray_bootstrap_config.yaml"
+    monkeypatch.setattr(C, "BOOTSTRAP_CONFIG", boot)
+    assert C.default_node_types("auto") == []  # not on a `ray up` head
+    boot.write_text((FILES[0]).read_text())
+    assert C.default_node_types(None) == []  # a local sweep plans with its own machine
+    assert C.default_node_types("local") == []
+    got = {t.name: t.resources for t in C.default_node_types("auto") if t.max_workers}
+    assert got == {"gpu_worker": {"CPU": 8.0, "GPU": 1.0}}

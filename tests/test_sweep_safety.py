@@ -23,7 +23,7 @@ from test_orchestrator_fakes import mlflow_state
 
 from common import names as N
 from orchestrator.config import parse_config
-from orchestrator.sweep import sweep_lock
+from orchestrator.preflight import sweep_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -290,7 +290,7 @@ def test_local_ray_has_token_auth_and_trials_see_the_mlflow_store(tmp_path):
     code = f"""
 import os, ray
 from ray._raylet import AuthenticationMode, get_authentication_mode
-from orchestrator.sweep import connect_ray
+from orchestrator.preflight import connect_ray
 connect_ray("local", "sqlite:///{tmp_path}/m.db", 0)
 env = ray.get(ray.remote(lambda: os.environ.get("MLFLOW_TRACKING_URI")).remote())
 print("ENV", env)

@@ -66,12 +66,3 @@ def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def check_path_component(name: str, what: str) -> str:
-    """A name used as one directory level (a sweep name): no separators, no '.'/'..'."""
-    if not name or name.strip(".") == "" or "/" in name or os.sep in name or name[0] == ".":
-        raise OutputPathError(
-            f"{what}: {name!r} cannot be a directory name (no '/', not starting with '.')"
-        )
-    return name

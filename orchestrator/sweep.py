@@ -364,6 +364,7 @@ def main(argv: list[str] | None = None, trainable: Callable | None = None) -> in
             if types and cfg.resources.check_capacity:
                 check_capacity([e["resources"] for e in entries], C.as_nodes(shapes))
             print_plan(cfg, trials, [e["resources"] for e in entries], types)
+            print(f"MLflow store: {tracking_uri(cfg)}; Tune state: {storage_root(cfg)}/{cfg.name}")
             return 0
         counts = run_sweep(
             cfg,

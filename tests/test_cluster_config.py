@@ -134,6 +134,7 @@ def test_dry_run_on_the_cluster_prints_what_would_be_launched(capsys):
     assert "1 CPU + 0.125 GPU" in out and "1 CPU + 0.5 GPU" in out
     # ... and the plan names the worker type, capped at its max_workers
     assert "would launch: 8 x gpu_worker (CPU: 8, GPU: 1)" in out and "max_workers 8" in out
+    assert "MLflow store: " in out  # which store the sweep would write
 
 
 def test_on_the_head_the_bootstrap_config_gives_the_node_types(tmp_path, monkeypatch):

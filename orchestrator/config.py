@@ -16,7 +16,6 @@ import hashlib
 import itertools
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +27,6 @@ from trainers import TrialConfig
 
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_PRESET = "perceptron"
-TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"  # MLflow's own variable
 
 
 class ConfigError(ValueError):
@@ -182,8 +180,9 @@ class SweepConfig(_Strict):
 
 
 def tracking_uri(cfg: SweepConfig) -> str:
-    """The one place the sweep's MLflow store is decided: config > environment > default."""
-    return cfg.mlflow.tracking_uri or os.environ.get(TRACKING_URI_ENV) or N.DEFAULT_TRACKING_URI
+    """The sweep's MLflow store: mlflow.tracking_uri, else the environment, else the default
+    (common.names.resolve_tracking_uri, the rule the analysis follows too)."""
+    return N.resolve_tracking_uri(cfg.mlflow.tracking_uri)
 
 
 def _jsonable(x: Any) -> Any:

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from common.names import TRACKING_URI_ENV
 from common.paths import OutputPathError, check_writable_dir
-from orchestrator.config import TRACKING_URI_ENV, ConfigError, SweepConfig
+from orchestrator.config import ConfigError, SweepConfig
 
 # Token authentication exists from Ray 2.52 and is on by default from 2.59: with an older
 # Ray a local sweep would listen unauthenticated on every interface.

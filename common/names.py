@@ -102,3 +102,12 @@ CURVE_COLUMNS = ("group", "P", "seed", "epoch", "lambda", "test_error")
 
 # --- defaults ------------------------------------------------------------------------------
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow's own default store in the cwd
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"  # MLflow's own variable; cluster.yaml sets it
+
+
+def resolve_tracking_uri(configured: str | None) -> str:
+    """The one rule for the MLflow store: the value given, else $MLFLOW_TRACKING_URI, else
+    MLflow's default SQLite file in the working directory."""
+    import os
+
+    return configured or os.environ.get(TRACKING_URI_ENV) or DEFAULT_TRACKING_URI

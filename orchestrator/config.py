@@ -22,6 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from common import names as N
 from trainers import TrialConfig
 
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -89,8 +90,9 @@ class Resources(_Strict):
     # a number: that fraction for every deep-net trial (perceptrons always run on the CPU).
     gpu: Literal["auto"] | float = "auto"
     max_concurrent_trials: int | None = Field(default=None, gt=0)
-    # Refuse trials no node can host before launch. Turn off only on an autoscaling cluster
-    # whose GPU workers are not up yet (Tune would then wait for the autoscaler).
+    # Refuse trials no node can host before launch. Nodes are the live ones plus the node
+    # types the autoscaler can launch (--cluster, or ~/ray_bootstrap_config.yaml on the head
+    # of a `ray up` cluster; orchestrator/cluster.py), so a fresh cluster needs no opt-out.
     check_capacity: bool = True
 
     @field_validator("gpu")
@@ -124,7 +126,9 @@ class TuneSettings(_Strict):
 
 
 class MlflowSettings(_Strict):
-    tracking_uri: str | None = None  # None: common.names.DEFAULT_TRACKING_URI (cwd SQLite)
+    # None: $MLFLOW_TRACKING_URI if set (cluster.yaml sets it on every node to the head's
+    # server), else common.names.DEFAULT_TRACKING_URI (SQLite in the cwd); see tracking_uri()
+    tracking_uri: str | None = None
     experiment: str | None = None  # None: the sweep name
     flush_seconds: float = Field(default=2.0, ge=0)  # max age of buffered metrics
 
@@ -158,12 +162,27 @@ class SweepConfig(_Strict):
     # seconds of one full GPU per training sample, per model (resources.py, cost model)
     cost_model: dict[str, float] = Field(default_factory=dict)
 
+    @field_validator("name")
+    @classmethod
+    def _one_directory_level(cls, name: str) -> str:
+        # The name is a directory under tune.storage_path and under reports/: '..' or '.'
+        # would put Tune state in the working directory and overwrite ./results.json.
+        if name.strip(".") == "" or name.startswith("."):
+            raise ValueError(f"{name!r} cannot be a directory name (must not start with '.')")
+        return name
+
     def fingerprint(self) -> str:
         """Hash of what determines the trials; a restored sweep must match it."""
         grid = {"seeds": self.seeds, "blocks": self.blocks, "trial": self.trial}
         grid["per_model"] = self.per_model
         blob = json.dumps(_jsonable(grid), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def tracking_uri(cfg: SweepConfig) -> str:
+    """The sweep's MLflow store: mlflow.tracking_uri, else the environment, else the default
+    (common.names.resolve_tracking_uri, the rule the analysis follows too)."""
+    return N.resolve_tracking_uri(cfg.mlflow.tracking_uri)
 
 
 def _jsonable(x: Any) -> Any:
@@ -191,8 +210,14 @@ def load_raw(source: str | None) -> dict[str, Any]:
         path = preset_path(source)
     if not path.exists():
         raise ConfigError(f"config: file not found: {path}")
+    if path.is_dir():
+        raise ConfigError(f"config: {path} is a directory, not a YAML file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"config: {path} is not UTF-8 text") from None
+    except OSError as e:
+        raise ConfigError(f"config: cannot read {path} ({e.strerror or e})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -29,7 +29,7 @@ from ray import tune
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from common import names as N
-from orchestrator.trainable import read_curve
+from orchestrator.trainable import read_curve, read_final_curve
 
 MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
 MAX_PARAMS = 100  # ... and on params per call
@@ -146,7 +146,9 @@ class MlflowTrialLogger(tune.Callback):
 
     # --- runs ---------------------------------------------------------------------------
     def _run_for(self, trial: Any) -> str:
-        spec = trial.config["trial"]
+        return self._run_for_spec(trial.config["trial"], trial.trial_id)
+
+    def _run_for_spec(self, spec: dict[str, Any], tune_trial_id: str | None) -> str:
         key = spec["key"]
         if key in self._run_of:
             return self._run_of[key]
@@ -170,7 +172,8 @@ class MlflowTrialLogger(tune.Callback):
             for i in range(0, len(items), MAX_PARAMS):
                 self.client.log_batch(run_id, params=items[i : i + MAX_PARAMS])
             self._logged[run_id] = set()
-        self.client.set_tag(run_id, N.TAG_TUNE_TRIAL_ID, trial.trial_id)
+        if tune_trial_id is not None:
+            self.client.set_tag(run_id, N.TAG_TUNE_TRIAL_ID, tune_trial_id)
         self._run_of[key] = run_id
         return run_id
 
@@ -238,13 +241,31 @@ class MlflowTrialLogger(tune.Callback):
             return  # its curve artifact is complete; a stale Tune checkpoint must not replace it
         # The final checkpoint holds the whole curve; what this driver saw is the fallback.
         seen = self._rows.pop(run_id, {})
-        curve = self._final_curve(trial) or [seen[e] for e in sorted(seen)]
+        self._finish(run_id, self._final_curve(trial.checkpoint) or [seen[e] for e in sorted(seen)])
+
+    def _finish(self, run_id: str, curve: list[dict[str, float]]) -> None:
         for record in curve:
             self._add(run_id, record)  # back-fills epochs whose writes died with a driver
         self._flush_run(run_id)
         if curve:
             log_parquet(self.client, run_id, pd.DataFrame(curve), N.CURVES_ARTIFACT)
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+    def complete_from_checkpoint(self, spec: dict[str, Any], checkpoint: Any) -> bool:
+        """Write a trial Tune finished but MLflow lacks (lost or replaced store) from its
+        final checkpoint, which holds the whole curve; True if a run was (re)written.
+
+        Used after Tuner.restore: a restored TERMINATED trial never reaches the callbacks.
+        """
+        old = self._existing.get(spec["key"])
+        if checkpoint is None or (old is not None and old.info.status == "FINISHED"):
+            return False
+        with checkpoint.as_directory() as d:
+            curve = read_final_curve(d, int(spec["params"]["epochs"]))
+        if not curve:
+            return False  # an interrupted trial: Tune resumes it, its callback writes it
+        self._finish(self._run_for_spec(spec, None), curve)
+        return True
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self._run_for(trial)
@@ -256,8 +277,7 @@ class MlflowTrialLogger(tune.Callback):
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.flush()
 
-    def _final_curve(self, trial: Any) -> list[dict[str, float]]:
-        checkpoint = trial.checkpoint
+    def _final_curve(self, checkpoint: Any) -> list[dict[str, float]]:
         if checkpoint is None:
             return []
         with checkpoint.as_directory() as d:

@@ -1,15 +1,20 @@
 """Run a sweep: `python -m orchestrator.sweep [--config FILE] [--set key=value ...]`.
 
-Order of work: validate everything that can be checked offline (config, trials, MLflow URI,
-the saved sweep's fingerprint) -> exit 2 with one line on bad input; --dry-run prints the plan
-and stops; otherwise connect to Ray, refuse trials no node can host, log the theory run
-(perceptron sweeps), and run the trials with Tune, restoring an unfinished sweep of the same
-name from its storage path.
+Order of work: validate everything that can be checked without creating anything (config
+file and trials, the MLflow store, including a corrupt SQLite file, the Ray version, the Ray
+address, which must answer within seconds) -> exit 2 with one line on bad input; --dry-run
+prints the plan (and, with --cluster, the workers it would launch) and stops; otherwise
+probe the storage path with a real write, take the sweep's locks (one sweep per sweep
+directory, one writer per SQLite store), connect to Ray, refuse trials no node or node type
+can host, log the theory run (perceptron sweeps), and run the trials with Tune, restoring an
+unfinished sweep of the same name from its storage path.
 
 Resume: Tune's experiment state (storage_path/<name>) restores unfinished trials from their
 checkpoints (Tuner.restore). Independently, every trial whose MLflow run is FINISHED is skipped
 by the trainable, so a trial that finished after Tune's last state snapshot is not retrained
-either, and a fresh launch of a finished sweep (lost storage path) does no training.
+either, and a fresh launch of a finished sweep (lost storage path) does no training. The
+other way round, a trial Tune finished whose MLflow run is gone (mlflow.db deleted) is
+written again from its final checkpoint (rebuild_missing_runs).
 """
 
 from __future__ import annotations
@@ -18,15 +23,31 @@ import argparse
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from common import names as N
-from orchestrator.config import ConfigError, SweepConfig, expand_trials, load_config, trial_key
+from orchestrator import cluster as C
+from orchestrator.config import (
+    ConfigError,
+    SweepConfig,
+    expand_trials,
+    load_config,
+    tracking_uri,
+    trial_key,
+)
+from orchestrator.preflight import (
+    LOCAL_ONLY_ENV,
+    check_ray_version,
+    check_storage,
+    check_tracking_uri,
+    connect_ray,
+    fs_and_dir,
+    open_store,
+    resolve_address,
+    storage_root,
+    sweep_lock,
+)
 from orchestrator.resources import (
     COST_ASSUMPTIONS,
     check_capacity,
@@ -38,60 +59,14 @@ STATE_FILE = "sweep.json"  # the sweep's fingerprint, next to Tune's experiment 
 
 
 # -----------------------------------------------------------------------------
-# Offline checks (before Ray starts)
-
-
-def check_tracking_uri(uri: str) -> None:
-    """Raise ConfigError if the MLflow store cannot be reached or created."""
-    parsed = urlparse(uri)
-    if parsed.scheme in ("http", "https"):
-        try:
-            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).read()
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise ConfigError(f"mlflow.tracking_uri: cannot reach {uri} ({reason})") from None
-    elif parsed.scheme == "sqlite":
-        db = uri[len("sqlite:///") :]
-        parent = Path(db).expanduser().resolve().parent if db else Path.cwd()
-        if not parent.is_dir() or not os.access(parent, os.W_OK):
-            raise ConfigError(f"mlflow.tracking_uri: directory {parent} is missing or read-only")
-    elif parsed.scheme in ("", "file"):
-        path = Path(parsed.path if parsed.scheme else uri).expanduser().resolve()
-        base = path if path.exists() else path.parent
-        if not base.is_dir() or not os.access(base, os.W_OK):
-            raise ConfigError(f"mlflow.tracking_uri: {base} is missing or read-only")
-    else:  # e.g. postgresql://, databricks: ask the store itself
-        try:
-            from mlflow.tracking import MlflowClient
-
-            MlflowClient(uri).search_experiments(max_results=1)
-        except Exception as e:
-            raise ConfigError(f"mlflow.tracking_uri: cannot use {uri} ({e})") from None
-
-
-def storage_root(cfg: SweepConfig) -> str:
-    """Tune's storage_path: a URI (s3://, gs://) as given, a local path made absolute."""
-    sp = cfg.tune.storage_path
-    return sp if "://" in sp else str(Path(sp).expanduser().resolve())
-
-
-def _fs_and_dir(cfg: SweepConfig) -> tuple[Any, str]:
-    """(pyarrow filesystem, experiment directory on it) for local paths and URIs alike."""
-    import pyarrow.fs
-
-    root = storage_root(cfg)
-    if "://" in root:
-        fs, base = pyarrow.fs.FileSystem.from_uri(root)
-    else:
-        fs, base = pyarrow.fs.LocalFileSystem(), root
-    return fs, f"{base.rstrip('/')}/{cfg.name}"
+# The saved sweep (pre-flight checks that need no saved state: orchestrator/preflight.py)
 
 
 def check_saved_state(cfg: SweepConfig, resume: bool) -> bool:
     """Whether a sweep of this name exists to restore; refuse one with another grid."""
     from ray import tune
 
-    fs, path = _fs_and_dir(cfg)
+    fs, path = fs_and_dir(cfg)
     state = f"{path}/{STATE_FILE}"
     if fs.get_file_info(state).type.name == "File":
         with fs.open_input_stream(state) as f:
@@ -108,7 +83,7 @@ def check_saved_state(cfg: SweepConfig, resume: bool) -> bool:
 
 
 def save_fingerprint(cfg: SweepConfig) -> None:
-    fs, path = _fs_and_dir(cfg)
+    fs, path = fs_and_dir(cfg)
     fs.create_dir(path, recursive=True)
     with fs.open_output_stream(f"{path}/{STATE_FILE}") as f:
         f.write(json.dumps({"fingerprint": cfg.fingerprint()}).encode())
@@ -118,8 +93,13 @@ def save_fingerprint(cfg: SweepConfig) -> None:
 # The plan (what --dry-run prints)
 
 
-def print_plan(cfg: SweepConfig, trials: list[dict], requests: list[dict]) -> None:
-    """The plan for a cluster with GPUs (--dry-run starts nothing, so it cannot look)."""
+def print_plan(
+    cfg: SweepConfig,
+    trials: list[dict],
+    requests: list[dict],
+    node_types: list[C.NodeType] | None = None,
+) -> None:
+    """The plan: on the node types of --cluster, or else for a cluster with GPUs."""
     from trainers import TrialConfig, logged_epochs
 
     logged = [len(logged_epochs(TrialConfig(**p))) for p in trials]
@@ -145,7 +125,16 @@ def print_plan(cfg: SweepConfig, trials: list[dict], requests: list[dict]) -> No
     )
     if any(p["model"].startswith("paper-") for p in trials):
         print(f"cost model assumptions: {COST_ASSUMPTIONS}")
-    if cfg.resources.gpu == "auto" and any(r["GPU"] for r in requests):
+    if node_types:
+        for t, n, per in C.launch_plan(requests, node_types):
+            res = ", ".join(f"{k}: {v:g}" for k, v in sorted(t.resources.items()))
+            queued = f", capped at max_workers {t.max_workers}" if n > t.max_workers else ""
+            packs = ", ".join(f"{k}: {v} per node" for k, v in per.items())
+            print(
+                f"would launch: {min(n, t.max_workers)} x {t.name} ({res}) for {packs} "
+                f"({n} to run all trials at once{queued})"
+            )
+    elif cfg.resources.gpu == "auto" and any(r["GPU"] for r in requests):
         print("note: on a cluster without GPUs these trials run on the CPU")
 
 
@@ -172,6 +161,65 @@ def _trial_bundle(config: dict) -> Any:
     return PlacementGroupFactory([{k: v for k, v in r.items() if v > 0}])
 
 
+def _tuner(
+    cfg: SweepConfig,
+    fn: Any,
+    todo: list[dict],
+    uri: str,
+    experiment: str,
+    n_trials: int,
+    restore: bool,
+    verbose: int,
+) -> Any:
+    """A Tuner for the unfinished trials, or the saved one of this sweep restored."""
+    from ray import tune
+
+    from orchestrator.mlflow_logger import MlflowTrialLogger
+
+    root = storage_root(cfg)
+    if restore:
+        # The restored Tuner brings back its pickled callback, which re-reads MLflow.
+        path = f"{root.rstrip('/')}/{cfg.name}"
+        return tune.Tuner.restore(path, trainable=fn, resume_errored=True)
+    save_fingerprint(cfg)
+    logger = MlflowTrialLogger(
+        uri, experiment, cfg.name, cfg.mlflow.flush_seconds, total_trials=n_trials
+    )
+    return tune.Tuner(
+        fn,
+        param_space={"trial": tune.grid_search(todo)},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=cfg.resources.max_concurrent_trials,
+            reuse_actors=cfg.tune.reuse_actors,
+        ),
+        run_config=tune.RunConfig(
+            name=cfg.name,
+            storage_path=root,
+            callbacks=[logger],
+            failure_config=tune.FailureConfig(max_failures=cfg.tune.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.tune.num_to_keep),
+            verbose=verbose,
+        ),
+    )
+
+
+def rebuild_missing_runs(grid: Any, cfg: SweepConfig, uri: str, experiment: str) -> int:
+    """Write every trial Tune holds as finished but MLflow does not (the store was lost or
+    replaced after it ended) from its final checkpoint, which holds the whole curve.
+
+    Tuner.restore brings such trials back TERMINATED and never shows them to the callbacks,
+    so without this a sweep whose mlflow.db was deleted could never finish again.
+    """
+    from orchestrator.mlflow_logger import MlflowTrialLogger
+
+    writer = MlflowTrialLogger(uri, experiment, cfg.name, cfg.mlflow.flush_seconds)
+    return sum(
+        writer.complete_from_checkpoint(r.config["trial"], r.checkpoint)
+        for r in grid
+        if r.error is None and r.checkpoint is not None and "trial" in (r.config or {})
+    )
+
+
 def run_sweep(
     cfg: SweepConfig,
     *,
@@ -179,88 +227,78 @@ def run_sweep(
     resume: bool = False,
     trainable: Callable | None = None,
     verbose: int = 1,
+    node_types: list[C.NodeType] | None = None,
 ) -> dict[str, int]:
     """Run (or resume) the sweep; returns counts of trial outcomes.
 
     `trainable` replaces orchestrator.trainable.train_trial (tests use tiny fake ones).
+    `node_types`: what the autoscaler can launch (orchestrator/cluster.py); None reads the
+    head's bootstrap config when joining a `ray up` cluster.
     Raises ConfigError on bad input, before any trial starts.
     """
+    trials = expand_trials(cfg)
+    uri = tracking_uri(cfg)
+    experiment = cfg.mlflow.experiment or cfg.name
+    check_tracking_uri(uri)
+    if address in (None, "local") and "ray" not in sys.modules:
+        os.environ.setdefault(LOCAL_ONLY_ENV, "0")  # a local sweep listens on 127.0.0.1 only
+    check_ray_version()
     import ray
     from ray import tune
 
-    from orchestrator.mlflow_logger import MlflowTrialLogger, find_runs
-    from orchestrator.mlflow_logger import get_or_create_experiment as runs_exp_id
+    from orchestrator.mlflow_logger import find_runs
     from orchestrator.trainable import train_trial
 
-    trials = expand_trials(cfg)
-    uri = cfg.mlflow.tracking_uri or N.DEFAULT_TRACKING_URI
-    experiment = cfg.mlflow.experiment or cfg.name
-    check_tracking_uri(uri)
-    restore = check_saved_state(cfg, resume)
+    if address is not None and not ray.is_initialized():
+        address = resolve_address(address)
+    check_storage(cfg)  # creates the storage directory: after the checks that create nothing
+    if node_types is None:
+        node_types = C.default_node_types(address)
+    with sweep_lock(cfg, uri):
+        restore = check_saved_state(cfg, resume)
+        client, exp_id = open_store(uri, experiment)
+        print(
+            f"sweep {cfg.name}: MLflow store {uri} (experiment {experiment!r}); "
+            f"Tune state {storage_root(cfg).rstrip('/')}/{cfg.name}",
+            file=sys.stderr,
+        )
+        started_ray = not ray.is_initialized()
+        if started_ray:
+            connect_ray(address, uri, verbose)
+        try:
+            shapes = C.node_shapes(ray.nodes(), node_types)
+            entries = param_space_entries(cfg, trials, C.has_gpu(shapes))
+            if cfg.resources.check_capacity:
+                check_capacity([e["resources"] for e in entries], C.as_nodes(shapes))
 
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        ray.init(address=address, include_dashboard=False, log_to_driver=verbose > 1)
-    try:
-        nodes = ray.nodes()
-        has_gpu = any(n.get("Resources", {}).get("GPU", 0) > 0 for n in nodes if n.get("Alive"))
-        entries = param_space_entries(cfg, trials, has_gpu)
-        if cfg.resources.check_capacity:
-            check_capacity([e["resources"] for e in entries], nodes)
+            if cfg.theory.enabled and any(p["kind"] == "perceptron" for p in trials):
+                from orchestrator.theory_run import log_theory_run
 
-        if cfg.theory.enabled and any(p["kind"] == "perceptron" for p in trials):
-            from orchestrator.theory_run import log_theory_run
+                log_theory_run(cfg, uri, experiment)
 
-            log_theory_run(cfg, uri, experiment)
+            # Trials whose MLflow run is FINISHED are done: never train them again.
+            runs = find_runs(client, exp_id, **{N.TAG_SWEEP: cfg.name})
+            finished = frozenset(k for k, r in runs.items() if r.info.status == "FINISHED")
+            fn = tune.with_parameters(trainable or train_trial, finished=finished)
+            fn = tune.with_resources(fn, _trial_bundle)
 
-        # Trials whose MLflow run is FINISHED are done: never train them again.
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(uri)
-        runs = find_runs(client, runs_exp_id(client, experiment), **{N.TAG_SWEEP: cfg.name})
-        finished = frozenset(k for k, r in runs.items() if r.info.status == "FINISHED")
-        fn = tune.with_parameters(trainable or train_trial, finished=finished)
-        fn = tune.with_resources(fn, _trial_bundle)
-
-        root = storage_root(cfg)
-        path = f"{root.rstrip('/')}/{cfg.name}"
-        if restore:
-            # The restored Tuner brings back its pickled callback, which re-reads MLflow.
-            tuner = tune.Tuner.restore(path, trainable=fn, resume_errored=True)
-        else:
             todo = [e for e in entries if e["key"] not in finished]
-            if not todo:
+            if not restore and not todo:
                 print(f"sweep {cfg.name}: all {len(trials)} trials already finished")
                 return {"trials": len(trials), "finished": len(trials), "errored": 0}
-            save_fingerprint(cfg)
-            logger = MlflowTrialLogger(
-                uri, experiment, cfg.name, cfg.mlflow.flush_seconds, total_trials=len(trials)
-            )
-            tuner = tune.Tuner(
-                fn,
-                param_space={"trial": tune.grid_search(todo)},
-                tune_config=tune.TuneConfig(
-                    max_concurrent_trials=cfg.resources.max_concurrent_trials,
-                    reuse_actors=cfg.tune.reuse_actors,
-                ),
-                run_config=tune.RunConfig(
-                    name=cfg.name,
-                    storage_path=root,
-                    callbacks=[logger],
-                    failure_config=tune.FailureConfig(max_failures=cfg.tune.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.tune.num_to_keep),
-                    verbose=verbose,
-                ),
-            )
-        grid = tuner.fit()
-        errored = sum(1 for r in grid if r.error is not None)
-        runs = find_runs(client, runs_exp_id(client, experiment), **{N.TAG_SWEEP: cfg.name})
-        keys = {e["key"] for e in entries}
-        done = sum(1 for k, r in runs.items() if k in keys and r.info.status == "FINISHED")
-        return {"trials": len(trials), "finished": done, "errored": errored}
-    finally:
-        if started_ray:
-            ray.shutdown()
+            tuner = _tuner(cfg, fn, todo, uri, experiment, len(trials), restore, verbose)
+            grid = tuner.fit()
+            errored = sum(1 for r in grid if r.error is not None)
+            rebuilt = rebuild_missing_runs(grid, cfg, uri, experiment)
+            if rebuilt:
+                print(f"sweep {cfg.name}: rebuilt {rebuilt} MLflow runs from Tune's checkpoints")
+            runs = find_runs(client, exp_id, **{N.TAG_SWEEP: cfg.name})
+            keys = {e["key"] for e in entries}
+            done = sum(1 for k, r in runs.items() if k in keys and r.info.status == "FINISHED")
+            return {"trials": len(trials), "finished": done, "errored": errored}
+        finally:
+            if started_ray:
+                ray.shutdown()
 
 
 # -----------------------------------------------------------------------------
@@ -297,7 +335,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="require an unfinished sweep of this name and continue it (an existing "
         "one is also resumed without this flag)",
     )
-    p.add_argument("--address", help="Ray cluster address (default: start Ray locally)")
+    p.add_argument(
+        "--address",
+        help="Ray cluster to join: HOST:PORT, 'auto' (the cluster on this machine) or "
+        "ray://HOST:PORT (default: start Ray locally)",
+    )
+    p.add_argument(
+        "--cluster",
+        metavar="CLUSTER.yaml",
+        help="Ray cluster launcher config whose node types the autoscaler can launch: the GPU "
+        "share rule and the capacity check use them, and --dry-run prints what would be "
+        "launched (default on a `ray up` head: ~/ray_bootstrap_config.yaml)",
+    )
     p.add_argument(
         "-v",
         "--verbose",
@@ -314,13 +363,23 @@ def main(argv: list[str] | None = None, trainable: Callable | None = None) -> in
     try:
         cfg = load_config(args.config, args.set)
         trials = expand_trials(cfg)
-        check_tracking_uri(cfg.mlflow.tracking_uri or N.DEFAULT_TRACKING_URI)
+        check_tracking_uri(tracking_uri(cfg))
+        types = C.load_node_types(args.cluster) if args.cluster else None
         if args.dry_run:
-            entries = param_space_entries(cfg, trials, has_gpu=True)
-            print_plan(cfg, trials, [e["resources"] for e in entries])
+            shapes = C.node_shapes([], types or [])
+            entries = param_space_entries(cfg, trials, has_gpu=C.has_gpu(shapes) or not types)
+            if types and cfg.resources.check_capacity:
+                check_capacity([e["resources"] for e in entries], C.as_nodes(shapes))
+            print_plan(cfg, trials, [e["resources"] for e in entries], types)
+            print(f"MLflow store: {tracking_uri(cfg)}; Tune state: {storage_root(cfg)}/{cfg.name}")
             return 0
         counts = run_sweep(
-            cfg, address=args.address, resume=args.resume, trainable=trainable, verbose=args.verbose
+            cfg,
+            address=args.address,
+            resume=args.resume,
+            trainable=trainable,
+            verbose=args.verbose,
+            node_types=types,
         )
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -19,12 +19,25 @@ from ray import tune
 
 STATE_FILE = "state.pt"
 CURVE_FILE = "curve.json"
+FINAL_FILE = "final"  # marks the checkpoint written when the trainer returned
 
 
 def read_curve(checkpoint_dir: str | Path) -> list[dict[str, float]]:
     """The records a checkpoint holds (every logged epoch up to it, in order)."""
     path = Path(checkpoint_dir) / CURVE_FILE
     return json.loads(path.read_text()) if path.exists() else []
+
+
+def read_final_curve(checkpoint_dir: str | Path, epochs: int) -> list[dict[str, float]]:
+    """The whole curve if this checkpoint is a trial's last one, else [].
+
+    Last means the trainer returned: the curve reaches the trial's final epoch, or the
+    trainer stopped early (diverged) and marked its tail checkpoint. A checkpoint of an
+    interrupted trial is not final, and its run must not be written as FINISHED.
+    """
+    curve = read_curve(checkpoint_dir)
+    final = (Path(checkpoint_dir) / FINAL_FILE).exists()
+    return curve if curve and (final or curve[-1]["epoch"] >= epochs) else []
 
 
 def train_trial(config: dict[str, Any], finished: frozenset[str] = frozenset()) -> None:
@@ -51,13 +64,17 @@ def train_trial(config: dict[str, Any], finished: frozenset[str] = frozenset()) 
             curve = read_curve(d)
 
     saved = [len(curve), time.monotonic()]  # records in the latest checkpoint, and its time
+    final_saved = [False]
 
-    def report_with_checkpoint(record: dict[str, float]) -> None:
+    def report_with_checkpoint(record: dict[str, float], final: bool = False) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             save_checkpoint(trainer, Path(tmp) / STATE_FILE)
             (Path(tmp) / CURVE_FILE).write_text(json.dumps(curve))
+            if final:
+                (Path(tmp) / FINAL_FILE).touch()
             tune.report(record, checkpoint=tune.Checkpoint.from_directory(tmp))
         saved[:] = [len(curve), time.monotonic()]
+        final_saved[0] = final
 
     def report(record: dict[str, float]) -> None:
         record = {k: float(v) for k, v in record.items()}
@@ -66,13 +83,14 @@ def train_trial(config: dict[str, Any], finished: frozenset[str] = frozenset()) 
         # early epochs, and each checkpoint costs a state write plus Tune bookkeeping. The
         # last epoch always checkpoints, so the final checkpoint holds the whole curve.
         due = time.monotonic() - saved[1] >= every_s
-        if due or record["epoch"] >= cfg.epochs:
-            report_with_checkpoint(record)
+        last = record["epoch"] >= cfg.epochs
+        if due or last:
+            report_with_checkpoint(record, final=last)
         else:
             tune.report(record)
 
     trainer.run(report)
-    if curve and saved[0] < len(curve):
-        # The trainer stopped early (diverged): checkpoint the curve's tail too. The repeated
-        # record is an epoch the MLflow callback has already logged, so it skips it.
-        report_with_checkpoint(curve[-1])
+    if curve and not final_saved[0]:
+        # The trainer stopped early (diverged): checkpoint the curve's tail as final too. The
+        # repeated record is an epoch the MLflow callback has already logged, so it skips it.
+        report_with_checkpoint(curve[-1], final=True)

@@ -51,3 +51,100 @@ def test_local_variant_and_validator_rejects_a_broken_config():
     broken["max_workerz"] = 3  # a typo Ray's schema must catch
     with pytest.raises(jsonschema.ValidationError):
         validate_config(prepare_config(broken))
+
+
+# -----------------------------------------------------------------------------
+# Issue 11: what `ray up` and the autoscaler need, and what the sweep plans with
+
+
+def test_cluster_extra_installed_on_every_node_and_workers_can_write_s3():
+    import json
+    import re
+
+    import tomllib
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[<>=\[]", d)[0] for d in extra["optional-dependencies"]["cluster"]}
+    assert {"boto3", "botocore"} <= names  # Ray's AWS node provider imports both
+    raw = _load(FILES[0])
+    # setup_commands run on head and workers (Ray's default `pip install boto3` is replaced)
+    assert any("pip install" in c and "scaling-sweeps[cluster]" in c for c in raw["setup_commands"])
+    types = raw["available_node_types"]
+    profiles = {n: t["node_config"]["IamInstanceProfile"]["Arn"] for n, t in types.items()}
+    assert profiles["gpu_worker"].endswith("instance-profile/scaling-sweeps-worker")
+    assert profiles["head"].endswith("instance-profile/scaling-sweeps-head")
+    # the documented policies parse and grant the storage prefix (and the head the launch)
+    doc = (ROOT / "cluster-iam.md").read_text()
+    policies = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", doc, re.S)]
+    assert len(policies) == 2
+    for p in policies:
+        puts = [s for s in p["Statement"] if "s3:PutObject" in s["Action"]]
+        assert puts and puts[0]["Resource"] == "arn:aws:s3:::BUCKET/ray_results/*"
+    head_actions = {a for s in policies[1]["Statement"] for a in s["Action"]}
+    assert {"ec2:RunInstances", "iam:PassRole"} <= head_actions
+    # the head's shells point drivers at its MLflow server
+    assert any("MLFLOW_TRACKING_URI=http://127.0.0.1:5000" in c for c in raw["head_setup_commands"])
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_readme_and_config_commands_never_use_ray_submit_with_a_module(path):
+    # `ray submit cluster.yaml -- python -m ...` uploads a file called `python`
+    for text in (path.read_text(), (ROOT / "README.md").read_text()):
+        assert "ray submit" not in text
+
+
+def test_node_types_from_cluster_yaml_and_launch_plan(tmp_path):
+    from orchestrator import cluster as C
+    from orchestrator.config import ConfigError
+
+    types = C.load_node_types(FILES[0])
+    by = {t.name: t for t in types}
+    assert by["head"].head and by["head"].max_workers == 0
+    assert (
+        by["gpu_worker"].resources == {"CPU": 8.0, "GPU": 1.0} and by["gpu_worker"].max_workers == 8
+    )
+    shapes = C.node_shapes([], types)
+    assert C.has_gpu(shapes) and shapes == [{"CPU": 8.0, "GPU": 1.0}]
+    # 9 trials of 1 CPU + 1/4 GPU: GPU-bound, 4 per node -> 3 workers; 20 of 1 CPU + 1/8 GPU
+    # are CPU-bound (8 per node) -> 3 workers, packed by hand: ceil(20 / 8)
+    q = [{"CPU": 1.0, "GPU": 0.25}] * 9
+    [(t, n, per)] = C.launch_plan(q, types)
+    assert (t.name, n, per) == ("gpu_worker", 3, {"1 CPU + 0.25 GPU": 4})
+    e = [{"CPU": 1.0, "GPU": 0.125}] * 20
+    assert C.launch_plan(e, types)[0][1:] == (3, {"1 CPU + 0.125 GPU": 8})
+    # mixed shapes add their node fractions: 4 x 1/2 GPU (2 nodes) + 4 x 1/4 GPU (1 node)
+    mixed = [{"CPU": 1.0, "GPU": 0.5}] * 4 + [{"CPU": 1.0, "GPU": 0.25}] * 4
+    assert C.launch_plan(mixed, types)[0][1] == 3
+    # a type whose resources are left to detection cannot be planned with
+    raw = _load(FILES[0])
+    raw["available_node_types"]["gpu_worker"]["resources"] = {}
+    p = tmp_path / "detected.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="write them out"):
+        C.load_node_types(p)
+    assert [t.name for t in C.load_node_types(p, skip_undeclared=True)] == ["head"]
+
+
+def test_dry_run_on_the_cluster_prints_what_would_be_launched(capsys):
+    from orchestrator.sweep import main
+
+    assert main(["--config", "paper-table1", "--cluster", str(FILES[0]), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    # the GPU rule applies (the live head has no GPU, the worker type has one) ...
+    assert "1 CPU + 0.125 GPU" in out and "1 CPU + 0.5 GPU" in out
+    # ... and the plan names the worker type, capped at its max_workers
+    assert "would launch: 8 x gpu_worker (CPU: 8, GPU: 1)" in out and "max_workers 8" in out
+    assert "MLflow store: " in out  # which store the sweep would write
+
+
+def test_on_the_head_the_bootstrap_config_gives_the_node_types(tmp_path, monkeypatch):
+    from orchestrator import cluster as C
+
+    boot = tmp_path / "ray_bootstrap_config.yaml"
+    monkeypatch.setattr(C, "BOOTSTRAP_CONFIG", boot)
+    assert C.default_node_types("auto") == []  # not on a `ray up` head
+    boot.write_text((FILES[0]).read_text())
+    assert C.default_node_types(None) == []  # a local sweep plans with its own machine
+    assert C.default_node_types("local") == []
+    got = {t.name: t.resources for t in C.default_node_types("auto") if t.max_workers}
+    assert got == {"gpu_worker": {"CPU": 8.0, "GPU": 1.0}}

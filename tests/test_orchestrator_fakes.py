@@ -47,7 +47,8 @@ def make_fake_trial(log: str, sleep: float = 0.05, crash_epoch: int = 0):
         start = int(curve[-1]["epoch"]) if curve else 0
         ctx = _ray.get_runtime_context()
         gpus = [str(g) for g in _ray.get_gpu_ids()]
-        base = {"key": key, "node": ctx.get_node_id(), "gpus": gpus}
+        res = ctx.get_assigned_resources()  # what Ray granted: the trial's CPU/GPU shares
+        base = {"key": key, "node": ctx.get_node_id(), "gpus": gpus, "resources": res}
         _log({**base, "event": "start", "from_epoch": start, "t": time.time()})
         for epoch in range(start + 1, epochs + 1):
             time.sleep(sleep)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.paths import OutputPathError, check_output_file, replace_atomically
+
 
 class _UsageError(ValueError):
     pass
@@ -81,11 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out)
         if out.suffix not in (".csv", ".parquet"):
             raise _UsageError(f"--out: extension must be .csv or .parquet, got {out.name!r}")
+        out = check_output_file(args.out, "--out")  # a real write, before hours of solving
         if not (args.tol > 0 and math.isfinite(args.tol)):
             raise _UsageError(f"--tol: must be positive and finite, got {args.tol!r}")
         if args.actors is not None and args.actors < 0:
             raise _UsageError(f"--actors: must be >= 0, got {args.actors}")
-    except _UsageError as err:
+    except (_UsageError, OutputPathError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
@@ -97,11 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         df = solve_grid(
             alphas, lambdas, n_actors=args.actors, progress=not args.quiet, tol=args.tol
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".csv":
-        df.to_csv(out, index=False)
+        replace_atomically(out, lambda tmp: df.to_csv(tmp, index=False))
     else:
-        df.to_parquet(out, index=False)
+        replace_atomically(out, lambda tmp: df.to_parquet(tmp, index=False))
     if "converged" in df and not df["converged"].all():
         n_bad = int((~df["converged"]).sum())
         print(f"warning: {n_bad} point(s) did not converge (converged=False)", file=sys.stderr)

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from common.paths import OutputPathError, check_output_file, replace_atomically
 from trainers.config import TrialConfig
 from trainers.status import STATUS_COMPLETED
 
@@ -45,6 +46,8 @@ def parse_config(args: argparse.Namespace) -> TrialConfig:
     if args.config:
         try:
             loaded = yaml.safe_load(Path(args.config).read_text())
+        except UnicodeDecodeError:
+            _fail(f"--config: {args.config} is not UTF-8 text")
         except (OSError, yaml.YAMLError) as e:
             _fail(f"--config: cannot read {args.config}: {e}".splitlines()[0])
         if not isinstance(loaded, dict):
@@ -86,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     args = ap.parse_args(argv)
     cfg = parse_config(args)
+    try:
+        out = check_output_file(args.out, "--out")  # before the data loads and the training
+    except OutputPathError as e:
+        _fail(str(e))
 
     from trainers import make_trainer  # torch is imported only once the input is valid
 
@@ -103,12 +110,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{time.time() - t0:7.1f}s] {shown}", flush=True)
 
     status = trainer.run(report)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["epoch"])
-        writer.writeheader()
-        writer.writerows(rows)
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["epoch"])
+            writer.writeheader()
+            writer.writerows(rows)
+
+    replace_atomically(out, write)
     print(f"{status}: {len(rows)} logged epochs in {time.time() - t0:.1f}s -> {out}")
     return 0 if status == STATUS_COMPLETED else 1
 

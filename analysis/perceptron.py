@@ -14,6 +14,12 @@ Three things the generic pipeline (analysis/fit.py) does not know about perceptr
 3. Appendix C, Fig. 7: with loss=mse the norm saturates, there is no early power law and
    lambda_opt(alpha) does not grow like alpha. Such groups (tagged `|loss=mse` by
    analysis.io.group_name) are a counterexample, described by `mse_summary`, not fitted.
+4. Which alphas each fit sees: free-norm training uses alpha > 25 as the paper's Fig. 9 does
+   (unless the user sets P_min): below it the early regime is too short for the window
+   (measured on the default job: the automatic collapse rule keeps alpha >= 10 and gives
+   gamma1 = 0.43 [0.38, 0.48]; alpha > 25 gives 0.48 [0.45, 0.56]). The theory group is
+   fitted on the large-alpha grid only: the theory is also solved at the trained alphas,
+   for Fig. 1 (right), and those would change its exponents.
 
 P is alpha for perceptron groups (analysis.io puts training on the theory's axis).
 """
@@ -31,6 +37,8 @@ from common import names as N
 THEORY_EXPONENTS = {"gamma1": 0.5, "gamma2": 1.0, "gamma_meas": 0.5}  # Appendix D, Fig. 2
 PAPER_FREE_NORM = {"gamma1": (0.4901, 0.0005), "gamma2": (0.96, 0.25)}  # Fig. 9 (value, sigma)
 MSE_TAG = "|loss=mse"
+PAPER_ALPHA_MIN = 25.0  # Fig. 9: "using values of alpha > 25" for the free-norm exponents
+MIN_THEORY_ALPHAS = 4
 RELATIVE_FLAG = "gamma_meas: exponent of eps_opt/eps_0 (eps_0 = Hebb error at alpha; issue 10)"
 
 
@@ -50,12 +58,42 @@ def fitted_groups(curves: pd.DataFrame) -> pd.DataFrame:
     return curves[~curves["group"].map(is_counterexample)]
 
 
-def analyse_fitted(curves: pd.DataFrame, choices, progress: bool = False) -> list:
-    """analysis.fit.analyse on every group but the counterexamples ([] if none is left)."""
+def _theory_rows_for_fit(curves: pd.DataFrame, group_kinds: dict) -> pd.Series:
+    """Theory rows the theory group's fit keeps: not at a trained alpha (those are solved for
+    Fig. 1, right), unless fewer than MIN_THEORY_ALPHAS alphas would be left."""
+    kinds = curves["group"].map(group_kinds)
+    trained = set(curves.loc[kinds == N.KIND_PERCEPTRON, "P"])
+    theory = kinds == N.KIND_THEORY
+    keep = ~(theory & curves["P"].isin(trained))
+    if curves.loc[theory & keep, "P"].nunique() < MIN_THEORY_ALPHAS:
+        return pd.Series(True, index=curves.index)
+    return keep
+
+
+def analyse_fitted(
+    curves: pd.DataFrame, choices, group_kinds: dict | None = None, progress: bool = False
+) -> list:
+    """analysis.fit.analyse on every group but the counterexamples ([] if none is left).
+
+    Free-norm training groups use alpha > PAPER_ALPHA_MIN (the paper's Fig. 9 rule) unless
+    the user chose P_min; the theory group is fitted on its own alphas (_theory_rows_for_fit).
+    """
     from analysis.fit import analyse
 
+    kinds = group_kinds or {}
     fitted = fitted_groups(curves)
-    return analyse(fitted, choices, progress=progress) if len(fitted) else []
+    if not len(fitted):
+        return []
+    fitted = fitted[_theory_rows_for_fit(fitted, kinds)]
+    train = fitted["group"].map(kinds) == N.KIND_PERCEPTRON
+    if choices.p_min is not None or not train.any():
+        return analyse(fitted, choices, progress=progress)
+    paper = dataclasses.replace(choices, p_min=PAPER_ALPHA_MIN)
+    results = analyse(fitted[train], paper, progress=progress)
+    if (~train).any():
+        results += analyse(fitted[~train], choices, progress=progress)
+    order = list(dict.fromkeys(fitted["group"]))
+    return sorted(results, key=lambda r: order.index(r.group))
 
 
 def _relative_groups(group_kinds: dict) -> list[str]:
@@ -68,14 +106,12 @@ def with_relative_gamma_meas(
 ) -> list:
     """Results with gamma_meas (and gamma_diff, k_meas, q_meas) of perceptron and theory
     groups refitted on eps/eps_0; other groups unchanged. Same choices, same resamples."""
-    from analysis.fit import analyse
-
     groups = [r.group for r in results if r.group in _relative_groups(group_kinds)]
     if not groups:
         return results
     rel = curves[curves["group"].isin(groups)].copy()
     rel["test_error"] = rel["test_error"] / eps_hebb(rel["P"].to_numpy(float))
-    by_group = {r.group: r for r in analyse(rel, choices, progress=progress)}
+    by_group = {r.group: r for r in analyse_fitted(rel, choices, group_kinds, progress)}
     out = []
     for r in results:
         q = by_group.get(r.group)

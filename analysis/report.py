@@ -151,7 +151,7 @@ def run_report(sweep: Sweep, choices, out: Path, progress: bool = True) -> dict:
     say(f"fitting {n_groups} group(s), {choices.n_boot} bootstrap resamples each", progress)
     # issue 10 (analysis/perceptron.py): MSE perceptrons are described, not fitted, and a
     # perceptron group's gamma_meas is that of the relative error eps_opt/eps_0
-    results = perceptron.analyse_fitted(sweep.curves, choices, progress=progress)
+    results = perceptron.analyse_fitted(sweep.curves, choices, sweep.group_kinds, progress)
     results = perceptron.with_relative_gamma_meas(
         sweep.curves, results, sweep.group_kinds, choices, progress
     )

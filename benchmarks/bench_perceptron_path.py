@@ -100,7 +100,8 @@ def main() -> int:
         c = run(alpha, N, "constant", stop, args.const_steps, args.const_s)
         c_epochs = f"{c['epochs']}" + ("" if c["reached"] else " (cap)")
         ratio = c["epochs"] / a["epochs"]
-        ratio_s = f"{'>=' if not c['reached'] else ''}{ratio:.1f}"
+        # epochs(constant) / epochs(adaptive) to lambda_stop; a lower bound when capped
+        ratio_s = f"{'>' if not c['reached'] else ''}{ratio:.1f}"
         print(
             f"{alpha:5d} {N:5d} {stop:8.1f} | {a['epochs']:15d} {a['s']:7.1f} "
             f"{a['eps_at_opt']:8.4f} {eps_opt:7.4f} | {c_epochs:>15} {c['s']:6.1f} "

@@ -55,7 +55,8 @@ def _mse_curves(lam_end: dict[float, float]) -> pd.DataFrame:
                 lam = le * (1 - math.exp(-t / 5))
                 eps = 0.1 + 0.02 * (lam / le - 0.8) ** 2 + 0.001 * seed
                 rows.append(("perceptron|teacher|sgd|wd=0.0|loss=mse|norm", a, seed, t, lam, eps))
-    return pd.DataFrame(rows, columns=["group", "P", "seed", "epoch", "lambda", "test_error"])
+    df = pd.DataFrame(rows, columns=["group", "P", "seed", "epoch", "lambda", "test_error"])
+    return df.astype({"group": "category"})  # as analysis.io loads it
 
 
 def test_mse_groups_are_described_as_the_counterexample_not_fitted():

@@ -39,6 +39,7 @@ PAPER_FREE_NORM = {"gamma1": (0.4901, 0.0005), "gamma2": (0.96, 0.25)}  # Fig. 9
 MSE_TAG = "|loss=mse"
 PAPER_ALPHA_MIN = 25.0  # Fig. 9: "using values of alpha > 25" for the free-norm exponents
 MIN_THEORY_ALPHAS = 4
+MIN_PAPER_ALPHAS = 4  # trained alphas > PAPER_ALPHA_MIN needed to apply the Fig. 9 rule
 RELATIVE_FLAG = "gamma_meas: exponent of eps_opt/eps_0 (eps_0 = Hebb error at alpha; issue 10)"
 
 
@@ -76,7 +77,8 @@ def analyse_fitted(
     """analysis.fit.analyse on every group but the counterexamples ([] if none is left).
 
     Free-norm training groups use alpha > PAPER_ALPHA_MIN (the paper's Fig. 9 rule) unless
-    the user chose P_min; the theory group is fitted on its own alphas (_theory_rows_for_fit).
+    the user chose P_min or fewer than MIN_PAPER_ALPHAS trained alphas lie above it; the
+    theory group is fitted on its own alphas (_theory_rows_for_fit).
     """
     from analysis.fit import analyse
 
@@ -86,7 +88,8 @@ def analyse_fitted(
         return []
     fitted = fitted[_theory_rows_for_fit(fitted, kinds)]
     train = fitted["group"].astype(str).map(kinds) == N.KIND_PERCEPTRON
-    if choices.p_min is not None or not train.any():
+    above = fitted.loc[train & (fitted["P"] > PAPER_ALPHA_MIN), "P"].nunique()
+    if choices.p_min is not None or above < MIN_PAPER_ALPHAS:  # too few: the automatic rule
         return analyse(fitted, choices, progress=progress)
     paper = dataclasses.replace(choices, p_min=PAPER_ALPHA_MIN)
     results = analyse(fitted[train], paper, progress=progress)

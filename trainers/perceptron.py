@@ -39,7 +39,9 @@ number of steps to reach a given lambda is a property of the discretisation only
   error of a first-order step on the path. A step is accepted if err <= step_tol |w1| (the
   relative error in the direction w/|w|, which is all eps depends on), and either way
   h <- h * clip(0.9 sqrt(step_tol |w1| / err), 0.2, 5) (error O(h^2); Hairer, Norsett &
-  Wanner, Solving ODEs I, II.4). g(w1) is the next step's gradient (no extra cost).
+  Wanner, Solving ODEs I, II.4). g(w1) is the next step's gradient (no extra cost). For
+  the Chebyshev step below, whose own h^2 term is smaller than Euler's, err over-estimates the
+  local error: the controller errs on the side of the path.
   Stiffness: at large alpha the few examples near the decision boundary keep the Hessian's
   top eigenvalue rho high while the gradient, and the path's speed, fall; plain Euler is then
   held at h < 2/rho (measured: ~10^4 steps to lambda = 85 at alpha = 64). The Hessian is
@@ -58,10 +60,12 @@ LAMBDA_POINTS_PER_DECADE points per decade, so the curves are dense in lambda wh
 speed of the rule. A non-finite weight stops the run as `diverged`, records kept.
 
 Batching. Several seeds run as one (S, P, N) tensor with batched matmuls; each seed's data,
-teacher and init come from its own generator and each seed has its own step size, so seed s
-gives the same trajectory alone or in a batch. Weights are kept in float64 (late-time updates
-are ~1e-8 relative to |w| under the constant rule, below float32 resolution) while the +-1
-data and the matmuls stay float32.
+teacher and init come from its own generator and each seed has its own step size. Under the
+constant rule seed s gives the same trajectory alone or in a batch; under the adaptive rule
+the seeds of a batch share the number of Chebyshev stages (the largest any of them needs), so
+a batched seed takes other steps along the same path (eps(lambda) equal within step_tol,
+tested). Weights are kept in float64 (late-time updates are ~1e-8 relative to |w| under the
+constant rule, below float32 resolution) while the +-1 data and the matmuls stay float32.
 """
 
 from __future__ import annotations

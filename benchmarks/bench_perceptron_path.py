@@ -1,6 +1,7 @@
 """Steps and seconds from init to lambda = 1.5 lambda_opt(alpha): adaptive vs constant rule.
 
     python benchmarks/bench_perceptron_path.py [--budget-s 900] [--const-steps 3000]
+        [--rows 64x1000]
 
 Issue 10, item 1. One seed per row, one CPU core (torch.set_num_threads(1)); lambda_opt from
 the fixed-norm theory (theory.optimum). Rows run side by side in one process, so the ratio
@@ -73,6 +74,7 @@ def main() -> int:
     ap.add_argument("--budget-s", type=float, default=900.0)
     ap.add_argument("--const-steps", type=int, default=3000)
     ap.add_argument("--const-s", type=float, default=40.0)
+    ap.add_argument("--rows", help="only these rows, e.g. 64x1000,256x256 (alpha x N)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     print(f"load average {os.getloadavg()[0]:.2f} (2-core machine), torch {torch.__version__}")
@@ -84,8 +86,9 @@ def main() -> int:
     print(hdr)
     print("-" * len(hdr))
     t_start = time.perf_counter()
-    rows, s_per_epoch = list(ROWS), {}
-    rows.append(LAST)
+    rows, s_per_epoch = [*ROWS, LAST], {}
+    if args.rows:
+        rows = [tuple(int(v) for v in r.split("x")) for r in args.rows.split(",")]
     for alpha, N in rows:
         lam_opt, eps_opt = theory.optimum(float(alpha))
         stop = 1.5 * lam_opt

@@ -273,6 +273,9 @@ def group_name(tags: dict, norm: str, params: dict | None = None) -> str:
     noise = (params or {}).get("label_noise")
     if noise is not None and float(noise) != 0.0:
         name += f"|label_noise={float(noise):g}"
+    loss = (params or {}).get("loss")  # issue 10: the App. C MSE perceptron is its own group
+    if loss not in (None, "None", "logistic"):
+        name += f"|loss={loss}"
     return f"{name}|{norm}"
 
 

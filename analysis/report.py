@@ -228,14 +228,18 @@ def publish(tmp: Path, out: Path) -> None:
 def run_report(sweep: Sweep, choices, out: Path, progress: bool = True) -> dict:
     """Fit every group, draw the figures and write all report files into out (created if
     needed; the caller makes it a fresh staging folder, see staging_dir); return results.json."""
-    from analysis import figures
-    from analysis.fit import analyse
+    from analysis import figures, perceptron
 
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     n_groups = sweep.curves["group"].nunique()
     say(f"fitting {n_groups} group(s), {choices.n_boot} bootstrap resamples each", progress)
-    results = analyse(sweep.curves, choices, progress=progress)
+    # issue 10 (analysis/perceptron.py): MSE perceptrons are described, not fitted, and a
+    # perceptron group's gamma_meas is that of the relative error eps_opt/eps_0
+    results = perceptron.analyse_fitted(sweep.curves, choices, sweep.group_kinds, progress)
+    results = perceptron.with_relative_gamma_meas(
+        sweep.curves, results, sweep.group_kinds, choices, progress
+    )
     t_fit = time.perf_counter() - t0
 
     say("drawing figures", progress)
@@ -258,6 +262,10 @@ def run_report(sweep: Sweep, choices, out: Path, progress: bool = True) -> dict:
     }
     (out / "results.json").write_text(json.dumps(_plain(doc), indent=2, allow_nan=False))
     blocks = report_blocks(sweep, results, comparison, figs)
+    blocks[2:2] = [  # issue 10: right after the source line
+        *perceptron.mse_blocks(sweep.curves),
+        *perceptron.exponent_blocks(results, sweep.group_kinds),
+    ]
     (out / "report.md").write_text(render_md(blocks))
     (out / "report.html").write_text(
         render_html(blocks, out, title=f"Scaling report: {sweep.name}")
@@ -267,7 +275,7 @@ def run_report(sweep: Sweep, choices, out: Path, progress: bool = True) -> dict:
 
 def draw_figures(sweep: Sweep, results: list, out: Path) -> list[tuple[str, str]]:
     """Write every figure as PNG; return (file name, caption) in report order."""
-    from analysis import figures
+    from analysis import figures, perceptron
 
     made: list[tuple[str, str]] = []
 
@@ -297,6 +305,8 @@ def draw_figures(sweep: Sweep, results: list, out: Path) -> list[tuple[str, str]
             "fig8_local_slope",
             "Fig. 8: local slope of the theory curves",
         )
+    if any(map(perceptron.is_counterexample, sweep.group_kinds)):  # issue 10, App. C
+        save(perceptron.fig_mse(sweep.curves), "fig7_mse", "Fig. 7: the MSE counterexample")
     for i, r in enumerate(results):
         curves = sweep.curves[sweep.curves["group"] == r.group]
         curves = curves[(curves["lambda"] > 0) & (curves["test_error"] > 0)]  # log axes
@@ -422,8 +432,9 @@ def report_blocks(sweep: Sweep, results: list, comparison: list[dict], figs) -> 
             (
                 "p",
                 "For perceptrons gamma_pred = gamma1 gamma2 predicts the relative error "
-                "eps/eps_0 (eps_0: Hebb, ~ alpha^-1/2), so the raw eps_opt(alpha) in Table 1 "
-                "is expected to fall one half faster (Bayes-optimal ~ 0.442/alpha). P is "
+                "eps/eps_0 (eps_0: Hebb, ~ alpha^-1/2), so Table 1's gamma_meas of a perceptron "
+                "group is the exponent of eps_opt/eps_0 (analysis/perceptron.py); the raw "
+                "eps_opt(alpha) falls one half faster (Bayes-optimal ~ 0.442/alpha). P is "
                 "alpha = P/N for perceptron runs.",
             ),
             (

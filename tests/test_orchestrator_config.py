@@ -82,7 +82,11 @@ def test_default_preset_and_overrides():
     cfg = load_config(None, ["seeds=[7]", "blocks.0.alpha=[2, 3]", "trial.epochs=50"])
     trials = expand_trials(cfg)
     assert cfg.name == "perceptron"
-    assert [(t["alpha"], t["seed"], t["epochs"]) for t in trials] == [(2, 7, 50), (3, 7, 50)]
+    # block 0 (alpha = 5 in the preset) overridden; one block per further alpha, each with its
+    # own lambda_stop (issue 10)
+    assert [(t["alpha"], t["seed"], t["epochs"]) for t in trials[:2]] == [(2, 7, 50), (3, 7, 50)]
+    assert len(trials) == 12 and trials[0]["lambda_stop"] == trials[1]["lambda_stop"] == 13.6
+    assert max(t["alpha"] for t in trials) >= 128 and all(t["lambda_stop"] for t in trials)
     assert all(t["P"] == round(t["alpha"] * t["N"]) for t in trials)
     assert cfg.theory.enabled  # perceptron sweeps log the theory run
 

@@ -9,7 +9,7 @@ from test_orchestrator_fakes import make_fake_trial, max_overlap, mlflow_state, 
 from common import names as N
 from orchestrator.config import parse_config
 from orchestrator.sweep import run_sweep
-from trainers import TrialConfig, logged_epochs
+from trainers import TrialConfig, logged_epochs, make_trainer
 
 
 def _cfg(tmp_path, **over):
@@ -37,7 +37,10 @@ def test_real_perceptron_sweep_logs_contract_and_rerun_trains_nothing(ray_sessio
         params = s["params"]
         alpha, n = float(params["alpha"]), int(params["N"])
         trial = TrialConfig(kind="perceptron", alpha=alpha, N=n, epochs=60, log_schedule=8)
-        expected = logged_epochs(trial)
+        local: list[dict] = []  # the same trial run here: its records' epochs
+        make_trainer(trial.model_copy(update={"seed": int(params["seed"])})).run(local.append)
+        expected = [int(r[N.EPOCH]) for r in local]
+        assert set(logged_epochs(trial)) & set(expected)  # the log schedule is in there
         assert s["steps"] == expected  # every logged epoch exactly once
         assert {s["tags"][t] for t in (N.TAG_KIND, N.TAG_SWEEP)} == {"perceptron", "t"}
         assert float(params["alpha"]) in (1.0, 3.0) and params["N"] == "24"

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 def cfg(**kw):
-    base = dict(kind="perceptron", alpha=2.0, N=200, epochs=50, device="cpu")
+    """The constant rule (lr = 1/L) unless a test asks for another: the tests below check it."""
+    base = dict(kind="perceptron", alpha=2.0, N=200, epochs=50, device="cpu", step_rule="constant")
     return TrialConfig(**(base | kw))
 
 
@@ -165,7 +166,7 @@ def test_batched_seeds_reproduce_single_seed_runs():
     curves = train_perceptron_batch(c, [3, 5])
     single = []
     make_trainer(c.model_copy(update={"seed": 5})).run(single.append)
-    assert len(curves[5]) == len(single) == 8
+    assert len(curves[5]) == len(single) >= 8  # 8 scheduled epochs plus the lambda grid's
     for a, b in zip(curves[5], single, strict=True):
         for k in b:
             assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-7), k
@@ -204,3 +205,125 @@ def test_checkpoint_restore_continues_the_same_trajectory(tmp_path):
 def test_run_refuses_several_seeds():
     with pytest.raises(ValueError, match="seeds"):
         PerceptronTrainer(cfg(), [1, 2]).run(lambda r: None)
+
+
+# -----------------------------------------------------------------------------
+# The adaptive rule (issue 10): the same path as small-step GD, far fewer steps
+
+
+def _curve(recs):
+    return np.array([r[NORM_PERCEPTRON] for r in recs]), np.array([r[TEST_ERROR] for r in recs])
+
+
+def test_adaptive_rule_follows_the_small_step_path_and_the_theory():
+    """eps(lambda) of `adaptive` vs constant lr = 0.1/L (a finer discretisation of the same
+    gradient flow), same seeds and data, over the lambda range both cover; then the seed mean
+    against the fixed-norm theory eps(lambda; alpha) where the path meets it (Fig. 1, left).
+
+    Measured (alpha = 5, N = 300, 4 seeds): |adaptive - reference| <= 0.002 (largest at
+    lambda < 0.5, where lr = 0.1/L still lags the flow), seed-to-seed sd of eps 0.002-0.006;
+    the seed mean is 0.0021, 0.0010, 0.0002 above the theory at lambda = 3, 4, 6."""
+    seeds, alpha = [0, 1, 2, 3], 5.0
+    ad = train_perceptron_batch(
+        cfg(alpha=alpha, N=300, epochs=5000, step_rule="adaptive", lambda_stop=10.0), seeds
+    )
+    lr_ref = 0.1 / float(PerceptronTrainer(cfg(alpha=alpha, N=300), [0]).smoothness()[0])
+    ref = train_perceptron_batch(cfg(alpha=alpha, N=300, epochs=20000, lr=lr_ref), seeds)
+    spread = []
+    for s in seeds:
+        (la, ea), (lr_, er) = _curve(ad[s]), _curve(ref[s])
+        assert la[-1] >= 10.0 and ad[s][-1][EPOCH] < 1000  # lambda_stop reached, quickly
+        lo, hi = max(la.min(), lr_.min()), min(la.max(), lr_.max())
+        assert hi > 8.0  # the reference got past alpha's optimum region too
+        grid = np.geomspace(lo, hi, 40)
+        diff = np.interp(grid, la, ea) - np.interp(grid, lr_, er)
+        assert np.abs(diff).max() < 0.003, (s, np.abs(diff).max())
+        spread.append(np.interp(grid, la, ea))
+    sd = np.std(spread, axis=0)
+    assert sd.max() > 0.003  # finite-N noise is larger than the path difference above
+    theory = pytest.importorskip("theory")
+    for lam_k in (3.0, 4.0, 6.0):
+        eps = np.array([np.interp(lam_k, *_curve(ad[s])) for s in seeds])
+        tol = 0.004 + 3 * eps.std() / math.sqrt(len(seeds))  # O(1/N) bias + seed noise
+        assert abs(eps.mean() - theory.solve_point(alpha, lam_k).epsilon) < tol, lam_k
+
+
+def test_adaptive_records_are_dense_in_lambda_and_stop_at_lambda_stop():
+    recs = []
+    make_trainer(cfg(alpha=8.0, N=200, epochs=100_000, step_rule="adaptive", lambda_stop=40.0)).run(
+        recs.append
+    )
+    lam, _ = _curve(recs)
+    assert lam[-1] >= 40.0 and np.all(lam[:-1] < 40.0)  # stops at the first pass
+    assert recs[-1][EPOCH] < 100_000
+    late = lam[lam > 0.5]
+    assert np.all(np.diff(late) > 0)
+    assert (late[1:] / late[:-1]).max() < 10 ** (2 / 24)  # >= ~12 records per decade
+    assert len(late) >= 24 * math.log10(40 / 0.5) * 0.9
+
+
+def test_adaptive_batch_follows_the_same_path_as_single_seeds():
+    """Batched seeds share the stage count of the Chebyshev step, so steps differ from a
+    single-seed run; the path, eps(lambda), is the same within step_tol."""
+    c = cfg(alpha=4.0, N=200, epochs=3000, step_rule="adaptive", lambda_stop=20.0)
+    batch = train_perceptron_batch(c, [3, 5])
+    single = []
+    make_trainer(c.model_copy(update={"seed": 5})).run(single.append)
+    (lb, eb), (ls, es) = _curve(batch[5]), _curve(single)
+    grid = np.geomspace(0.5, 20.0, 30)
+    assert np.abs(np.interp(grid, lb, eb) - np.interp(grid, ls, es)).max() < 1e-3
+
+
+def test_adaptive_checkpoint_restore_continues_the_same_trajectory(tmp_path):
+    c = cfg(epochs=300, step_rule="adaptive", log_schedule=10)
+    straight = []
+    make_trainer(c).run(straight.append)
+    first = make_trainer(c.model_copy(update={"epochs": 120}))
+    resumed = []
+    first.run(resumed.append)
+    save_checkpoint(first, tmp_path / "p.pt")
+    second = make_trainer(c)
+    load_checkpoint(second, tmp_path / "p.pt")
+    second.run(resumed.append)
+    after = [r for r in straight if r[EPOCH] > 125]
+    assert after and after[-1] == pytest.approx(resumed[-1], rel=1e-6)
+
+
+# -----------------------------------------------------------------------------
+# MSE (Appendix C) and bad input
+
+
+def test_mse_norm_saturates_at_the_least_squares_solution():
+    """Gradient flow on mean (1 - Delta)^2 converges to the least-squares w at alpha > 1,
+    whose norm is finite: lambda stops growing (Fig. 7)."""
+    recs = []
+    tr = make_trainer(cfg(alpha=3.0, N=100, epochs=4000, step_rule="adaptive", loss="mse"))
+    tr.run(recs.append)
+    z = tr.z[0].double().numpy()
+    w_ls = math.sqrt(100) * np.linalg.lstsq(z, np.ones(len(z)), rcond=None)[0]
+    lam_ls = np.linalg.norm(w_ls) / math.sqrt(100)
+    assert recs[-1][NORM_PERCEPTRON] == pytest.approx(lam_ls, rel=1e-3)
+    delta = z @ w_ls / math.sqrt(100)
+    assert recs[-1][TRAIN_LOSS] == pytest.approx(np.mean((1 - delta) ** 2), rel=1e-3)
+
+
+def test_non_finite_weights_stop_the_run_as_diverged_with_records_kept():
+    recs = []
+    tr = make_trainer(cfg(alpha=3.0, N=100, epochs=5000, loss="mse", lr=1e4, log_schedule="every"))
+    assert tr.run(recs.append) == "diverged"
+    assert recs and all(math.isfinite(r[TEST_ERROR]) for r in recs)
+    assert tr.epoch < 5000
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("step_rule", "newton"), ("loss", "hinge"), ("lambda_stop", 0), ("lambda_stop", -3)],
+)
+def test_bad_perceptron_fields_are_refused_before_compute(field, value, capsys):
+    from trainers.run import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--set", "kind=perceptron", "--set", "alpha=2", "--set", f"{field}={value}"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and field in err

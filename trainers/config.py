@@ -71,6 +71,21 @@ class TrialConfig(BaseModel):
     nested_subsets: bool = Field(
         default=False, description="subset drawn from the seed alone, so subsets nest across P"
     )
+    # --- perceptron only (trainers/perceptron.py, issue 10)
+    step_rule: Literal["adaptive", "constant"] | None = Field(
+        default=None,
+        description="perceptron: 'adaptive' (default; follows the gradient-flow path) or "
+        "'constant' (lr, 0 = 1/L)",
+    )
+    step_tol: float = Field(
+        default=1e-3, gt=0, lt=1, description="perceptron, adaptive: local path error / |w|"
+    )
+    lambda_stop: float | None = Field(
+        default=None, description="perceptron: stop once lambda = |w|/sqrt(N) passes this"
+    )
+    loss: Literal["logistic", "mse"] | None = Field(
+        default=None, description="perceptron: 'logistic' (Eq. 1, default) or 'mse' (App. C)"
+    )
     norm_conv: Literal["operator", "reshaped"] = Field(
         default="operator", description="conv spectral norm: true operator, or paper's reshaped"
     )
@@ -122,6 +137,8 @@ class TrialConfig(BaseModel):
             d.setdefault("optimizer", "sgd")
             d.setdefault("epochs", 100_000)
             d.setdefault("init_scale", 1e-6)
+            d.setdefault("step_rule", "adaptive")
+            d.setdefault("loss", "logistic")
             if d.get("lr") is None:
                 d["lr"] = 0.0  # auto: 1/L from the data's spectral norm (trainers/perceptron.py)
             alpha, N = d.get("alpha"), d.get("N", 1000)
@@ -173,11 +190,16 @@ class TrialConfig(BaseModel):
                 raise ValueError(
                     "model/dataset: kind=perceptron needs model=perceptron, dataset=teacher"
                 )
+            if self.lambda_stop is not None and not self.lambda_stop > 0:  # also refuses NaN
+                raise ValueError(f"lambda_stop: must be positive, got {self.lambda_stop}")
             if self.alpha is not None and self.P != max(1, round(self.alpha * self.N)):
                 raise ValueError(f"P: {self.P} != round(alpha*N) = {round(self.alpha * self.N)}")
         else:
             if self.model == "perceptron" or self.dataset == "teacher":
                 raise ValueError("model/dataset: perceptron/teacher need kind=perceptron")
+            for name in ("step_rule", "lambda_stop", "loss"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name}: a perceptron-only field (kind=perceptron)")
             n_train = dataset_train_size(self.dataset)
             if self.P > n_train:
                 raise ValueError(f"P: {self.P} exceeds the {self.dataset} training set ({n_train})")

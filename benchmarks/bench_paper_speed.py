@@ -46,6 +46,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_trainers import write_fake_mnist  # noqa: E402  (same folder: run as a script)
+
 import trainers.deep as deep  # noqa: E402
 from trainers import TrialConfig  # noqa: E402
 from trainers.models import PaperCNN  # noqa: E402
@@ -53,22 +55,6 @@ from trainers.norms import NormTracker, paper_code_norms  # noqa: E402
 from trainers.paper import paper_spec  # noqa: E402
 
 RUN_P, RUN_TEST, RUN_EPOCHS, RUN_LOGGED = 1000, 10000, 1000, 50
-
-
-def write_fake_mnist(root: Path, n_train: int, n_test: int) -> None:
-    rng = np.random.default_rng(0)
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for prefix, n in [("train", n_train), ("t10k", n_test)]:
-        for suffix, arr in [
-            ("images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)),
-            ("labels-idx1-ubyte", rng.integers(0, 10, n, dtype=np.uint8)),
-        ]:
-            with open(raw / f"{prefix}-{suffix}", "wb") as f:
-                f.write(
-                    struct.pack(">HBB", 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
-                )
-                f.write(arr.tobytes())
 
 
 def timed(fn) -> float:

@@ -1,6 +1,6 @@
 """`python -m analysis.report`: exponents with bootstrap intervals, collapse, figures, tables.
 
-    python -m analysis.report                         # the latest sweep in ./mlflow.db
+    python -m analysis.report                         # the sweep this directory ran last
     python -m analysis.report --experiment NAME       # a named sweep (MLflow experiment)
     python -m analysis.report --curves curves.csv     # a tidy file: group?, P, seed, lambda,
                                                       #   test_error, epoch?
@@ -49,11 +49,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m analysis.report",
         description="Fit the dynamical scaling exponents (gamma1, gamma2, gamma_pred, gamma_meas) "
         "with seed-bootstrap intervals, measure the collapse, draw the paper's figures, and "
-        "write report.html, report.md, results.json and PNGs. Default input: the latest sweep "
-        "in the default MLflow store.",
+        "write report.html, report.md, results.json and PNGs. Default input: the sweep this "
+        "directory ran last (its own record), else the latest experiment in the MLflow store.",
     )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--experiment", help="MLflow experiment (sweep) name; default: the latest")
+    src.add_argument(
+        "--experiment",
+        help="MLflow experiment (sweep) name; default: the sweep this directory ran last",
+    )
     src.add_argument(
         "--curves",
         help="tidy curves file (.csv/.parquet): group?, P, seed, lambda, test_error, epoch?",

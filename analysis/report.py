@@ -536,7 +536,9 @@ def compact_flags(flags: list[str], p_name: str = "P") -> list[str]:
     order: list[str] = []  # texts of plain flags and (as keys) of per-P ones, in flag order
     Ps: dict[str, list[str]] = {}
     for f in flags:
-        m = re.match(r"P=(\S+?)(:? .*)$", f)
+        if p_name != "P":
+            f = re.sub(r"\bP=", f"{p_name}=", f)
+        m = re.match(rf"{p_name}=(\S+?)(:? .*)$", f)
         text = m.group(2) if m else f
         if text not in order:
             order.append(text)

@@ -5,9 +5,9 @@ A group key (analysis.io.group_name) is `model|dataset|optimizer|wd=...|[label_n
 `CNN / MNIST / Adam`, `Perceptron / logistic`, plus the parts that are not defaults (weight
 decay, label noise, a non-default norm) and, where two groups would still read alike, the raw
 key. The verdict says whether gamma_pred = gamma1 gamma2 (Eq. 5) agrees with gamma_meas: the
-interval of their difference covers 0, or with one seed per P (no interval) |difference| is
-within two least-squares standard errors; where an exponent is not estimated it lists the
-fit's own reasons (the flags that say so).
+interval of their difference covers 0; with one seed per P there is no interval and the
+verdict only states the difference (a least-squares se of a noiseless curve measures misfit,
+not noise); where an exponent is not estimated it lists the fit's own reasons (its flags).
 """
 
 from __future__ import annotations
@@ -108,16 +108,16 @@ def agreement(r) -> tuple[str, bool | None]:
             f"[{lo:.3g}, {hi:.3g}] {how} 0",
             ok,
         )
-    if d.se is not None and np.isfinite(d.se) and d.se > 0:
-        ok = bool(abs(diff) <= 2 * d.se)
-        verb = "agrees with" if ok else "disagrees with"
-        rel = "within" if ok else "beyond"
-        return (
-            f"gamma_pred {verb} gamma_meas: difference {diff:+.3g}, {rel} 2 fit se "
-            f"({2 * d.se:.2g}; one seed per P, no interval)",
-            ok,
-        )
-    return f"difference {diff:+.3g} with no interval or se: not judged", None
+    # One seed per P (the theory, a single run): no interval. The least-squares se of a
+    # deterministic curve measures the laws' misfit, not noise, so it does not judge; the size
+    # of the difference is stated instead.
+    rel = f", {abs(diff) / abs(r.gamma_pred.value):.1%} of gamma_pred" if r.gamma_pred.value else ""
+    se = (
+        f", {abs(diff) / d.se:.1f} fit se"
+        if d.se is not None and np.isfinite(d.se) and d.se
+        else ""
+    )
+    return f"One seed per P, no interval to judge by: difference {diff:+.3g}{rel}{se}", None
 
 
 def verdict(r, name: str) -> Verdict:

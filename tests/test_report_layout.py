@@ -55,9 +55,9 @@ def test_agreement_reads_the_interval_or_the_se():
     assert ok is True and "covers 0" in text
     text, ok = agreement(_R(_est(0.5), _est(0.2), _est(0.3, (0.2, 0.4))))
     assert ok is False and "excludes 0" in text
-    # one seed per P: no interval; 2 se decides
-    assert agreement(_R(_est(0.5), _est(0.49), _est(0.01, None, 0.01)))[1] is True
-    assert agreement(_R(_est(0.5), _est(0.3), _est(0.2, None, 0.01)))[1] is False
+    # one seed per P: no interval, no judgement (the fit se of a noiseless curve is misfit)
+    text, ok = agreement(_R(_est(0.5), _est(0.49), _est(0.01, None, 0.002)))
+    assert ok is None and "+0.01, 2.0% of gamma_pred, 5.0 fit se" in text
     text, ok = agreement(_R(_est(0.5), _est(np.nan), _est(np.nan)))
     assert ok is None and "not estimated" in text
     assert estimate_text(_est(np.nan)) == "not estimated"
@@ -69,6 +69,11 @@ def test_compact_flags():
     assert compact_flags(flags, "alpha") == [
         "alpha=4, 8 has 3 seeds (<5)",
         "window from the other P",
+    ]
+    edge = ["minimum at the edge for P=5, seed=3", "minimum at the edge for P=7, seed=0"]
+    assert compact_flags(edge, "alpha") == [
+        "minimum at the edge for alpha=5, seed=3",
+        "minimum at the edge for alpha=7, seed=0",
     ]
     assert compact_flags(["P=1: no seed reached its minimum"]) == [
         "P=1: no seed reached its minimum"

@@ -150,7 +150,10 @@ def last_sweep(cwd: Path | None = None):
         from common.last_sweep import read_last_sweep
     except ImportError:
         return None
-    return read_last_sweep(cwd)
+    try:
+        return read_last_sweep(cwd)
+    except ValueError as err:  # a record that is not one (LastSweepError): say so, exit 2
+        raise InputError(f"{err} (pass --experiment NAME, or remove the file)") from None
 
 
 def choose_experiment(experiment: str | None, uri: str, cwd: Path | None = None):

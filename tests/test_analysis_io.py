@@ -317,3 +317,17 @@ def test_without_the_record_module_the_latest_experiment_decides(monkeypatch):
     assert io.last_sweep() is None
     name, why = io.choose_experiment(None, "sqlite:///mlflow.db")
     assert name is None and "latest" in why
+
+
+def test_an_unreadable_record_is_an_input_error(monkeypatch):
+    """common.last_sweep raises a ValueError (LastSweepError) for a broken record file."""
+    import sys
+    import types
+
+    def broken(cwd=None):
+        raise ValueError(".scaling-sweeps/last-sweep.json: not a sweep record (JSONDecodeError)")
+
+    module = types.SimpleNamespace(read_last_sweep=broken)
+    monkeypatch.setitem(sys.modules, "common.last_sweep", module)
+    with pytest.raises(io.InputError, match="not a sweep record.*--experiment"):
+        io.choose_experiment(None, "sqlite:///mlflow.db")

@@ -14,6 +14,9 @@ non-monotone norm trajectories. Estimates never use it.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never open a window (and work on headless machines)
@@ -33,6 +36,7 @@ MAX_POINTS = 150  # per faint per-seed line
 BINS = 60  # log-lambda bins of the displayed seed mean
 PALETTE = "viridis"  # sequential: small P dark blue, large P yellow
 FIGSIZE = (5.2, 4.0)
+NOT_ESTIMATED = "not estimated"  # what a title says instead of "nan"
 ALPHA_MATCH = 0.1  # |log(alpha_train / alpha_theory)| below which Fig. 1 pairs them
 
 
@@ -128,15 +132,21 @@ def _used(result: GroupResult) -> pd.DataFrame:
 # --- deep groups (and any group): Fig. 3, 4, 11, 12 ----------------------------------------
 
 
-def fig_curves(curves: pd.DataFrame, result: GroupResult) -> Figure:
-    """Fig. 3: eps against lambda(t) for every P; seed mean bold, each seed faint."""
+def fig_curves(
+    curves: pd.DataFrame, result: GroupResult, label: str | None = None, p_label: str = "P"
+) -> Figure:
+    """Fig. 3: eps against lambda(t) for every P; seed mean bold, each seed faint.
+
+    label: the group's name in the title (default its key); p_label: the name of the P axis
+    and colour bar (alpha = P/N for perceptrons), here and in Fig. 4, 11 and 12.
+    """
     fig, ax = plt.subplots(figsize=FIGSIZE, constrained_layout=True)
-    colors = PColors(curves["P"].unique())
+    colors = PColors(curves["P"].unique(), label=p_label)
     for P, df in curves.groupby("P"):
         faint_seeds(ax, df, "lambda", "test_error", colors(P))
         ax.plot(*binned_mean(df, "lambda", "test_error"), color=colors(P), lw=1.6)
     _loglog(ax, r"norm $\lambda(t)$", r"test error $\epsilon$")
-    ax.set_title(f"{result.group}\nlearning curves (Fig. 3)", fontsize=9)
+    ax.set_title(f"{label or result.group}\nlearning curves (Fig. 3)", fontsize=9)
     colors.colorbar(fig, ax)
     return fig
 
@@ -161,43 +171,61 @@ def _collapse_axes(ax, curves: pd.DataFrame, result: GroupResult, colors: PColor
     _loglog(ax, r"$\lambda/\lambda_{opt}$", r"$\epsilon/\epsilon_{opt}$")
 
 
-def fig_collapse(curves: pd.DataFrame, result: GroupResult) -> Figure:
-    """Fig. 4: the collapse; P below P_min (not used in the fits) are drawn faded."""
+def fig_collapse(
+    curves: pd.DataFrame, result: GroupResult, label: str | None = None, p_label: str = "P"
+) -> Figure:
+    """Fig. 4: the collapse; P below P_min (not used in the fits) are drawn faded. The title
+    gives the collapse score S with its scale (analysis/collapse.py: ~1 = within seed noise)."""
     fig, ax = plt.subplots(figsize=FIGSIZE, constrained_layout=True)
-    colors = PColors(curves["P"].unique())
+    colors = PColors(curves["P"].unique(), label=p_label)
     _collapse_axes(ax, curves, result, colors)
-    quality = ", ".join(f"{k}={v:.3g}" for k, v in result.collapse.items() if _is_number(v))
-    ax.set_title(f"{result.group}\ncollapse (Fig. 4): {quality}", fontsize=8)
+    ax.set_title(f"{label or result.group}\ncollapse (Fig. 4): {_quality(result)}", fontsize=8)
     colors.colorbar(fig, ax)
     return fig
 
 
-def fig_fits(curves: pd.DataFrame, result: GroupResult) -> Figure:
+def fig_fits(
+    curves: pd.DataFrame, result: GroupResult, label: str | None = None, p_label: str = "P"
+) -> Figure:
     """Fig. 11: left the gamma1 fit on the collapse, right lambda_opt(P) with the Eq. 3 fit."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    colors = PColors(curves["P"].unique())
+    colors = PColors(curves["P"].unique(), label=p_label)
     _collapse_axes(left, curves, result, colors)
     left.set_title(rf"$\gamma_1$ = {_fmt(result.gamma1)}", fontsize=9)
-    _opt_axes(right, result, "lambda_opt", colors)
+    _opt_axes(right, result, "lambda_opt", colors, p_label)
     if np.isfinite(result.gamma2.value):
         P = np.geomspace(result.per_P["P"].min(), result.per_P["P"].max(), 50)
         y = power_law(P, result.k2.value, -result.gamma2.value, result.q2.value)
         right.plot(P, y, "k--", lw=1.4)
     right.set_ylabel(r"$\lambda_{opt}$")
     right.set_title(rf"$\gamma_2$ = {_fmt(result.gamma2)}  (Eq. 3)", fontsize=9)
-    fig.suptitle(f"{result.group}: exponent fits (Fig. 11)", fontsize=9)
+    fig.suptitle(f"{label or result.group}: exponent fits (Fig. 11)", fontsize=9)
     return fig
 
 
-def fig_eps_opt(result: GroupResult) -> Figure:
+def fig_eps_opt(
+    result: GroupResult,
+    label: str | None = None,
+    p_label: str = "P",
+    eps0: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Figure:
     """Fig. 12: eps_opt(P) measured (its fit k P^-gamma_meas + q) against the prediction.
 
     As in the paper, only the predicted exponent gamma_pred is known, so its line is anchored
-    at the geometric mean of the used points.
+    at the geometric mean of the used points. eps0: for perceptron groups, whose gamma_meas
+    (and k_meas, q_meas) is that of eps_opt/eps_0 (analysis/perceptron.py), the baseline
+    eps_0(alpha); the points are then drawn relative to it, on the fit's own scale.
     """
+    if eps0 is not None:
+        per_P = result.per_P.copy()
+        base = eps0(per_P["P"].to_numpy(float))
+        for col in ("eps_opt", "eps_opt_lo", "eps_opt_hi"):
+            if col in per_P:
+                per_P[col] = per_P[col] / base
+        result = dataclasses.replace(result, per_P=per_P)
     fig, ax = plt.subplots(figsize=FIGSIZE, constrained_layout=True)
-    colors = PColors(result.per_P["P"])
-    _opt_axes(ax, result, "eps_opt", colors)
+    colors = PColors(result.per_P["P"], label=p_label)
+    _opt_axes(ax, result, "eps_opt", colors, p_label)
     used = _used(result)
     used = used[_positive(used["P"].to_numpy(float), used["eps_opt"].to_numpy(float))]
     P = np.geomspace(result.per_P["P"].min(), result.per_P["P"].max(), 50)
@@ -209,16 +237,16 @@ def fig_eps_opt(result: GroupResult) -> Figure:
     if len(used) and np.isfinite(pred.value):
         P0 = float(np.exp(np.log(used["P"]).mean()))
         e0 = float(np.exp(np.log(used["eps_opt"]).mean()))
-        label = rf"predicted $\gamma_{{pred}}$ = {_fmt(pred)}"
-        ax.plot(P, e0 * (P / P0) ** -pred.value, "r--", lw=1.3, label=label)
+        legend = rf"predicted $\gamma_{{pred}}$ = {_fmt(pred)}"
+        ax.plot(P, e0 * (P / P0) ** -pred.value, "r--", lw=1.3, label=legend)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
-    ax.set_ylabel(r"$\epsilon_{opt}$")
-    ax.set_title(f"{result.group}\nmeasured vs predicted (Fig. 12)", fontsize=9)
+    ax.set_ylabel(r"$\epsilon_{opt}/\epsilon_0$" if eps0 is not None else r"$\epsilon_{opt}$")
+    ax.set_title(f"{label or result.group}\nmeasured vs predicted (Fig. 12)", fontsize=9)
     return fig
 
 
-def _opt_axes(ax, result: GroupResult, col: str, colors: PColors) -> None:
+def _opt_axes(ax, result: GroupResult, col: str, colors: PColors, p_label: str = "P") -> None:
     """Points of lambda_opt or eps_opt against P with their bootstrap intervals as error bars."""
     per_P = result.per_P
     for _, row in per_P.iterrows():
@@ -239,7 +267,7 @@ def _opt_axes(ax, result: GroupResult, col: str, colors: PColors) -> None:
     p_min = result.choices.get("p_min")
     if p_min is not None:
         ax.axvline(float(p_min), color="0.6", ls=":", lw=0.8)
-    _loglog(ax, "P", col)
+    _loglog(ax, p_label, {"eps_opt": r"$\epsilon_{opt}$"}.get(col, r"$\lambda_{opt}$"))
 
 
 # --- perceptron sweeps: Fig. 1, 2, 8 -------------------------------------------------------
@@ -289,18 +317,18 @@ def fig_trajectories(
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     alpha, ta = _left_alpha(train["P"], None if theory is None else theory["alpha"], alpha0)
     one = train[train["P"] == alpha]
-    time = plt.Normalize(one["epoch"].min(), one["epoch"].max())
+    time = _epoch_norm(one["epoch"].to_numpy(float))
     for _, df in one.groupby("seed"):
         xy = df[["lambda", "test_error"]].to_numpy(float)
         ok = _positive(xy[:, 0], xy[:, 1])
         xy, t = xy[ok], df["epoch"].to_numpy(float)[ok]
         lc = LineCollection(np.stack([xy[:-1], xy[1:]], axis=1), cmap="plasma", norm=time)
-        lc.set_array(t[:-1])
+        lc.set_array(np.maximum(t[:-1], time.vmin))  # epoch 0 gets the first colour
         lc.set_linewidth(1.2)
         left.add_collection(lc)
         left.update_datalim(xy)
     left.autoscale_view()
-    fig.colorbar(plt.cm.ScalarMappable(norm=time, cmap="plasma"), ax=left, label="epoch")
+    fig.colorbar(plt.cm.ScalarMappable(norm=time, cmap="plasma"), ax=left, label="epoch (log)")
     all_alphas = set(train["P"])
     if theory is not None:
         all_alphas |= set(theory["alpha"])
@@ -369,7 +397,7 @@ def fig_relative(theory: pd.DataFrame, result: GroupResult) -> Figure:
     if len(a) and np.isfinite(result.gamma2.value):
         law = power_law(ax_a, result.k2.value, -result.gamma2.value, result.q2.value)
         top.loglog(ax_a, law, "r--", lw=1)
-    top.set_title(rf"$\lambda_{{opt}}(\alpha)$: $\gamma_2$ = {result.gamma2.value:.3g}")
+    top.set_title(rf"$\lambda_{{opt}}(\alpha)$: $\gamma_2$ = {_fmt(result.gamma2)}")
     rel = (per["eps_opt"] / eps0[per.index]).to_numpy(float)
     bottom.loglog(a, rel, "o", ms=4, color="k")
     ok = _positive(a, rel)
@@ -377,7 +405,8 @@ def fig_relative(theory: pd.DataFrame, result: GroupResult) -> Figure:
     if ok.any() and np.isfinite(g):
         a0, y0 = np.exp(np.log(a[ok]).mean()), np.exp(np.log(rel[ok]).mean())
         bottom.loglog(ax_a, y0 * (ax_a / a0) ** -g, "r--", lw=1)
-    bottom.set_title(rf"$\hat\epsilon_{{opt}}(\alpha)$: slope $-\gamma_1\gamma_2$ = {-g:.3g}")
+    slope = f"{-g:.3g}" if np.isfinite(g) else NOT_ESTIMATED
+    bottom.set_title(rf"$\hat\epsilon_{{opt}}(\alpha)$: slope $-\gamma_1\gamma_2$ = {slope}")
     for ax in (top, bottom):
         _quiet_minor_x(ax)
         ax.set_xlabel(r"$\alpha$")
@@ -410,11 +439,35 @@ def fig_local_slope(theory: pd.DataFrame) -> Figure:
 # --- helpers -------------------------------------------------------------------------------
 
 
+def _epoch_norm(epochs: np.ndarray) -> Normalize:
+    """A log colour scale over the logged epochs (the schedule is log-spaced: a linear scale
+    gives one colour to all but the last decade); linear if they span less than a decade."""
+    pos = epochs[np.isfinite(epochs) & (epochs > 0)]
+    if len(pos) and pos.max() >= 10 * pos.min():
+        return LogNorm(pos.min(), pos.max())
+    finite = epochs[np.isfinite(epochs)]
+    lo, hi = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
+    return Normalize(lo, hi if hi > lo else lo + 1)
+
+
+def _quality(result: GroupResult) -> str:
+    """The collapse score with its scale (analysis/collapse.py)."""
+    c = result.collapse
+    if not _is_number(c.get("value")):
+        return "score not measured"
+    if c.get("measure") == "rms_log_deviation":  # one seed per P: S is undefined
+        return f"rms log deviation {c['value']:.2g} (0 = perfect)"
+    return f"S = {c['value']:.3g} (1 = within seed noise)"
+
+
 def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
 
 
 def _fmt(est) -> str:
+    """A value with its interval for a title; never "nan"."""
+    if not np.isfinite(est.value):
+        return NOT_ESTIMATED
     if est.ci is None or not np.all(np.isfinite(est.ci)):
         return f"{est.value:.3g}"
     return f"{est.value:.3g} [{est.ci[0]:.3g}, {est.ci[1]:.3g}]"

@@ -22,6 +22,7 @@ MLflow is imported lazily, inside the loader, so `--curves` works without touchi
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -142,9 +143,39 @@ def tidy(df: pd.DataFrame, where: str) -> pd.DataFrame:
 # --- MLflow input --------------------------------------------------------------------------
 
 
-def resolve_tracking_uri(uri: str | None) -> str:
-    """--tracking-uri, else $MLFLOW_TRACKING_URI, else MLflow's default sqlite store in the cwd."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or N.DEFAULT_TRACKING_URI
+def last_sweep(cwd: Path | None = None):
+    """The sweep this directory ran last, by the sweep's own record (common.last_sweep), or
+    None. The record's module may be absent on older trees: then MLflow's latest decides."""
+    try:
+        from common.last_sweep import read_last_sweep
+    except ImportError:
+        return None
+    try:
+        return read_last_sweep(cwd)
+    except ValueError as err:  # a record that is not one (LastSweepError): say so, exit 2
+        raise InputError(f"{err} (pass --experiment NAME, or remove the file)") from None
+
+
+def choose_experiment(experiment: str | None, uri: str, cwd: Path | None = None):
+    """(experiment name or None, why) for the report: the name given; else the last sweep
+    recorded in this directory if it wrote to the store we read; else None (MLflow's latest).
+
+    The store itself always follows the one rule (common.names.resolve_tracking_uri); a record
+    of a sweep that wrote elsewhere is named in `why` instead of being followed silently."""
+    if experiment is not None:
+        return experiment, f"experiment {experiment!r} (--experiment)"
+    record = last_sweep(cwd)
+    if record is None:
+        return None, "the latest experiment in the store (no sweep recorded in this directory)"
+    if record.tracking_uri == uri:
+        return record.experiment, (
+            f"experiment {record.experiment!r}, the sweep {record.name!r} this directory ran "
+            f"last (finished {record.finished_at})"
+        )
+    return None, (
+        f"the latest experiment in the store: this directory's last sweep {record.name!r} "
+        f"wrote to {record.tracking_uri} (pass --tracking-uri {record.tracking_uri} for it)"
+    )
 
 
 def check_store_exists(uri: str) -> None:
@@ -170,9 +201,13 @@ def load_mlflow(
     norm: str | None = None,
     progress: bool = False,
 ) -> Sweep:
-    """Load a sweep's curves (and theory tables) from MLflow; the latest sweep if none named."""
-    uri = resolve_tracking_uri(tracking_uri)
+    """Load a sweep's curves (and theory tables) from MLflow: the named experiment, else the
+    sweep this directory ran last (choose_experiment), else the latest experiment."""
+    uri = N.resolve_tracking_uri(tracking_uri)
     check_store_exists(uri)
+    experiment, why = choose_experiment(experiment, uri)
+    if progress:
+        print(f"[analysis.report] reading MLflow store {uri}: {why}", file=sys.stderr, flush=True)
     from mlflow import MlflowClient  # lazy: analysis must import without MLflow's start-up cost
 
     client = MlflowClient(tracking_uri=uri)
@@ -198,6 +233,7 @@ def load_mlflow(
         "tracking_uri": uri,
         "experiment": exp.name,
         "experiment_id": exp.experiment_id,
+        "chosen": why,
         "trial_runs": len(trials),
         "runs_without_curves": n_missing,
         "duplicate_trials_dropped": n_dupes,

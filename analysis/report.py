@@ -1,6 +1,6 @@
 """`python -m analysis.report`: exponents with bootstrap intervals, collapse, figures, tables.
 
-    python -m analysis.report                         # the latest sweep in ./mlflow.db
+    python -m analysis.report                         # the sweep this directory ran last
     python -m analysis.report --experiment NAME       # a named sweep (MLflow experiment)
     python -m analysis.report --curves curves.csv     # a tidy file: group?, P, seed, lambda,
                                                       #   test_error, epoch?
@@ -35,10 +35,14 @@ import numpy as np
 import pandas as pd
 
 from analysis.io import THEORY_GROUP, InputError, Sweep, load_curves_file, load_mlflow
+from analysis.verdict import display_names, verdict
 from common import names as N
 
 # The fixed-norm perceptron's exponents (paper, Sec. 2 and Appendix D), for the comparison.
 PERCEPTRON_TRUTH = {"gamma1": 0.5, "gamma2": 1.0}
+# groups whose P axis is alpha = P/N (analysis.io: perceptron trials and the theory)
+ALPHA_KINDS = (N.KIND_PERCEPTRON, N.KIND_THEORY)
+ALPHA = r"$\alpha = P/N$"
 
 
 # --- command line --------------------------------------------------------------------------
@@ -49,11 +53,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m analysis.report",
         description="Fit the dynamical scaling exponents (gamma1, gamma2, gamma_pred, gamma_meas) "
         "with seed-bootstrap intervals, measure the collapse, draw the paper's figures, and "
-        "write report.html, report.md, results.json and PNGs. Default input: the latest sweep "
-        "in the default MLflow store.",
+        "write report.html, report.md, results.json and PNGs. Default input: the sweep this "
+        "directory ran last (its own record), else the latest experiment in the MLflow store.",
     )
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--experiment", help="MLflow experiment (sweep) name; default: the latest")
+    src.add_argument(
+        "--experiment",
+        help="MLflow experiment (sweep) name; default: the sweep this directory ran last",
+    )
     src.add_argument(
         "--curves",
         help="tidy curves file (.csv/.parquet): group?, P, seed, lambda, test_error, epoch?",
@@ -262,10 +269,11 @@ def run_report(sweep: Sweep, choices, out: Path, progress: bool = True) -> dict:
     }
     (out / "results.json").write_text(json.dumps(_plain(doc), indent=2, allow_nan=False))
     blocks = report_blocks(sweep, results, comparison, figs)
-    blocks[2:2] = [  # issue 10: right after the source line
+    blocks[3:3] = [  # issue 10: right after the verdict
         *perceptron.mse_blocks(sweep.curves),
         *perceptron.exponent_blocks(results, sweep.group_kinds),
     ]
+    blocks = relabel(blocks, display_names([r.group for r in results]))
     (out / "report.md").write_text(render_md(blocks))
     (out / "report.html").write_text(
         render_html(blocks, out, title=f"Scaling report: {sweep.name}")
@@ -273,17 +281,25 @@ def run_report(sweep: Sweep, choices, out: Path, progress: bool = True) -> dict:
     return doc
 
 
-def draw_figures(sweep: Sweep, results: list, out: Path) -> list[tuple[str, str]]:
-    """Write every figure as PNG; return (file name, caption) in report order."""
+# The paper's order of its figures; the report draws them in this order in a grid.
+FIGURE_ORDER = ("fig1", "fig2", "fig3", "fig4", "fig7", "fig8", "fig11", "fig12")
+WIDE_FIGURES = ("fig1", "fig2", "fig11")  # two panels or more: a whole grid row
+
+
+def draw_figures(sweep: Sweep, results: list, out: Path) -> list[tuple[str, str, str | None]]:
+    """Write every figure as PNG; return (file name, caption, group or None for the sweep's
+    own figures) in the paper's order (FIGURE_ORDER)."""
     from analysis import figures, perceptron
 
-    made: list[tuple[str, str]] = []
+    names = display_names([r.group for r in results])
+    made: list[tuple[str, str, str | None]] = []
 
-    def save(fig, stem: str, caption: str) -> None:
+    def save(fig, stem: str, caption: str, group: str | None = None) -> None:
         figures.save(fig, out / f"{stem}.png")
-        made.append((f"{stem}.png", caption))
+        made.append((f"{stem}.png", caption, group))
 
     by_group = {r.group: r for r in results}
+    relative = perceptron._relative_groups(sweep.group_kinds)
     train = sweep.curves[sweep.curves["group"] != THEORY_GROUP]
     if sweep.kind in (N.KIND_PERCEPTRON, "mixed") and sweep.theory is not None:
         trained = [g for g, k in sweep.group_kinds.items() if k == N.KIND_PERCEPTRON]
@@ -313,13 +329,34 @@ def draw_figures(sweep: Sweep, results: list, out: Path) -> list[tuple[str, str]
         if r.n_P == 0 or len(curves) == 0:
             continue  # nothing usable in this group: its flags say why
         stem = f"g{i}_{re.sub(r'[^A-Za-z0-9]+', '_', r.group).strip('_')}"
-        save(figures.fig_curves(curves, r), f"{stem}_fig3_curves", f"Fig. 3 ({r.group})")
+        label = names[r.group]
+        p_label = ALPHA if sweep.group_kinds.get(r.group) in ALPHA_KINDS else "P"
+        kw = {"label": label, "p_label": p_label}
+        save(
+            figures.fig_curves(curves, r, **kw),
+            f"{stem}_fig3_curves",
+            "Fig. 3: learning curves",
+            r.group,
+        )
         if r.per_P["lambda_opt"].notna().sum() == 0:
             continue  # no optimum was found: nothing to collapse or fit (the flags say why)
-        save(figures.fig_collapse(curves, r), f"{stem}_fig4_collapse", f"Fig. 4 ({r.group})")
-        save(figures.fig_fits(curves, r), f"{stem}_fig11_fits", f"Fig. 11 ({r.group})")
-        save(figures.fig_eps_opt(r), f"{stem}_fig12_eps_opt", f"Fig. 12 ({r.group})")
-    return made
+        save(
+            figures.fig_collapse(curves, r, **kw),
+            f"{stem}_fig4_collapse",
+            "Fig. 4: collapse",
+            r.group,
+        )
+        save(figures.fig_fits(curves, r, **kw), f"{stem}_fig11_fits", "Fig. 11: fits", r.group)
+        # perceptrons: gamma_meas is fitted on eps_opt/eps_0 (issue 10), so draw that
+        eps0 = perceptron.eps_hebb if r.group in relative else None
+        fig12 = figures.fig_eps_opt(r, **kw, eps0=eps0)
+        save(fig12, f"{stem}_fig12_eps_opt", "Fig. 12: eps_opt(P)", r.group)
+    return sorted(made, key=lambda m: FIGURE_ORDER.index(_figure_number(m[0])))
+
+
+def _figure_number(file: str) -> str:
+    """'fig12' from 'g0_cnn_..._fig12_eps_opt.png' or 'fig12_...png'."""
+    return re.search(r"(?:^|_)(fig\d+)_", file).group(1)
 
 
 def perceptron_comparison(results: list, group_kinds: dict) -> list[dict]:
@@ -360,9 +397,21 @@ def _num(v, fmt: str = ".3g") -> str:
     return format(v, fmt) if isinstance(v, (int, float)) and np.isfinite(v) else "n/a"
 
 
+COLLAPSE_NOTE = (
+    "Collapse S (Houdayer & Hartmann 2004, analysis/collapse.py): the mean squared distance "
+    "of each P's collapsed curve from the other P's, in units of their seed noise. S near 1: "
+    "the curves agree within seed noise; S of 10 or more: systematic departures from one "
+    "master curve (Eq. 4). With one seed per P there is no noise to measure S against; the "
+    "root-mean-square deviation of log eps/eps_opt is given instead (0 = perfect)."
+)
+
+
 def report_blocks(sweep: Sweep, results: list, comparison: list[dict], figs) -> list[tuple]:
-    """The report as blocks: (h1|h2|p, text), (table, header, rows), (img, file, caption)."""
+    """The report as blocks: (h1|h2|h3|p, text), (table, header, rows), (verdict, [Verdict]),
+    (list, [text]), (grid, [(file, caption, wide)]). Table cells still hold group keys:
+    run_report shows them by their display names (relabel) once every block is in."""
     level = results[0].choices.get("level", 0.95) if results else 0.95
+    names = display_names([r.group for r in results])
     blocks: list[tuple] = [
         ("h1", f"Scaling report: {sweep.name}"),
         (
@@ -370,6 +419,7 @@ def report_blocks(sweep: Sweep, results: list, comparison: list[dict], figs) -> 
             f"Source: {_describe_source(sweep.source)}. {len(results)} group(s). Intervals: "
             f"{int(level * 100)}% bootstrap over seeds, stratified by P.",
         ),
+        ("verdict", [verdict(r, names[r.group]) for r in results]),
         ("h2", "Table 1: predicted vs measured exponent of eps_opt(P)"),
         (
             "table",
@@ -413,18 +463,18 @@ def report_blocks(sweep: Sweep, results: list, comparison: list[dict], figs) -> 
         ("h2", "Choices and collapse quality"),
         (
             "table",
-            ["group", "P_min", "window (lambda/lambda_opt)", "collapse", "flags"],
+            ["group", "P_min", "window (lambda/lambda_opt)", "collapse (S ~ 1: within noise)"],
             [
                 [
                     r.group,
                     _num(r.choices.get("p_min")),
                     _window(r.choices.get("window")),
                     _collapse(r.collapse),
-                    "; ".join(r.flags) or "none",
                 ]
                 for r in results
             ],
         ),
+        ("p", COLLAPSE_NOTE),
     ]
     if comparison:
         blocks += [
@@ -460,9 +510,58 @@ def report_blocks(sweep: Sweep, results: list, comparison: list[dict], figs) -> 
                 ],
             ),
         ]
-    blocks.append(("h2", "Figures"))
-    blocks += [("img", f, caption) for f, caption in figs]
+    sweep_figs = [_cell(f) for f in figs if f[2] is None]
+    if sweep_figs:
+        blocks += [("h2", "Figures of the sweep"), ("grid", sweep_figs)]
+    for r in results:
+        blocks += [
+            ("h2", names[r.group]),
+            ("p", f"Group key: {r.group}"),
+            ("h3", "Flags"),
+            ("list", compact_flags(r.flags, _p_name(sweep, r.group)) or ["none"]),
+        ]
+        own = [_cell(f) for f in figs if f[2] == r.group]
+        if own:
+            blocks.append(("grid", own))
     return blocks
+
+
+def _p_name(sweep: Sweep, group: str) -> str:
+    return "alpha" if sweep.group_kinds.get(group) in ALPHA_KINDS else "P"
+
+
+def compact_flags(flags: list[str], p_name: str = "P") -> list[str]:
+    """One line per kind of per-P flag: "P=4, 8, 16 has 3 seeds (<5)" instead of three;
+    p_name "alpha" for perceptron groups, whose P column is alpha = P/N (analysis.io)."""
+    order: list[str] = []  # texts of plain flags and (as keys) of per-P ones, in flag order
+    Ps: dict[str, list[str]] = {}
+    for f in flags:
+        if p_name != "P":
+            f = re.sub(r"\bP=", f"{p_name}=", f)
+        m = re.match(rf"{p_name}=(\S+?)(:? .*)$", f)
+        text = m.group(2) if m else f
+        if text not in order:
+            order.append(text)
+        if m:
+            Ps.setdefault(text, []).append(m.group(1))
+    return [f"{p_name}={', '.join(Ps[t])}{t}" if t in Ps else t for t in order]
+
+
+def _cell(fig: tuple[str, str, str | None]) -> tuple[str, str, bool]:
+    file, caption, _ = fig
+    return file, caption, _figure_number(file) in WIDE_FIGURES
+
+
+def relabel(blocks: list[tuple], names: dict[str, str]) -> list[tuple]:
+    """Table cells holding a raw group key show its display name instead (results.json and
+    the per-group "Group key" line keep the key)."""
+    out = []
+    for b in blocks:
+        if b[0] == "table":
+            b = (b[0], b[1], [[names.get(c, c) if isinstance(c, str) else c for c in row]
+                              for row in b[2]])  # fmt: skip
+        out.append(b)
+    return out
 
 
 def _est_row(c: dict) -> str:
@@ -486,15 +585,33 @@ def _window(w) -> str:
 
 
 def _collapse(c: dict) -> str:
-    return ", ".join(f"{k}={_num(v)}" for k, v in c.items() if isinstance(v, (int, float)))
+    """S with its interval and point count; the rms log deviation where S is undefined (one
+    seed per P: analysis.fit._collapse_dict stores it as the value, measure says which)."""
+    parts = []
+    rms = c.get("value") if c.get("measure") == "rms_log_deviation" else None
+    if c.get("measure") == "houdayer_hartmann_S" and _finite(c.get("value")):
+        ci = c.get("ci")
+        ci = f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci and all(map(_finite, ci)) else ""
+        parts.append(f"S = {c['value']:.3g}{ci}")
+        rms = c.get("rms_log_deviation")
+    if _finite(rms):
+        parts.append(f"rms log deviation {rms:.2g}")
+    if _finite(c.get("n_points")) and parts:
+        parts.append(f"{int(c['n_points'])} points")
+    return ", ".join(parts) or "not measured"
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _describe_source(src: dict) -> str:
     if src.get("type") == "mlflow":
+        chosen = f"; chosen: {src['chosen']}" if src.get("chosen") else ""
         return (
-            f"MLflow experiment {src['experiment']!r} at {src['tracking_uri']} "
-            f"({src['trial_runs']} trial runs, {src['runs_without_curves']} without curves); "
-            f"lambda is the logged norm {src.get('norm')}"
+            f"MLflow experiment {src['experiment']!r} in the store {src['tracking_uri']} "
+            f"({src['trial_runs']} trial runs, {src['runs_without_curves']} without curves"
+            f"{chosen}); lambda is the logged norm {src.get('norm')}"
         )
     return f"file {src.get('path')}"
 
@@ -502,16 +619,47 @@ def _describe_source(src: dict) -> str:
 def render_md(blocks: list[tuple]) -> str:
     lines = []
     for b in blocks:
-        if b[0] in ("h1", "h2"):
+        if b[0] in ("h1", "h2", "h3"):
             lines += ["#" * int(b[0][1]) + " " + b[1], ""]
         elif b[0] == "p":
             lines += [b[1], ""]
         elif b[0] == "table":
             cells = lambda row: "| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |"  # noqa: E731
             lines += [cells(b[1]), "|" + "---|" * len(b[1])] + [cells(r) for r in b[2]] + [""]
-        elif b[0] == "img":
-            lines += [f"![{b[2]}]({b[1]})", ""]
+        elif b[0] == "list":
+            lines += [f"- {item}" for item in b[1]] + [""]
+        elif b[0] == "verdict":
+            lines += ["## Verdict", ""]
+            for v in b[1]:
+                exps = ", ".join(f"{k} {t}" for k, t in v.exponents.items())
+                lines += [f"- **{v.name}**: {exps}. {v.agreement}."]
+                lines += [f"  - not estimated because: {why}" for why in v.reasons]
+            lines.append("")
+        elif b[0] == "grid":
+            lines += [f"![{caption}]({file})" for file, caption, _ in b[1]] + [""]
     return "\n".join(lines)
+
+
+VERDICT_MARK = {True: ("agree", "&#10003;"), False: ("disagree", "&#10007;"), None: ("open", "?")}
+
+
+def _verdict_html(verdicts: list) -> str:
+    import html
+
+    esc = html.escape
+    items = []
+    for v in verdicts:
+        cls, mark = VERDICT_MARK[v.agrees]
+        exps = "".join(
+            f"<span class='exp'>{esc(k)} <b>{esc(t)}</b></span>" for k, t in v.exponents.items()
+        )
+        why = "".join(f"<li>{esc(r)}</li>" for r in v.reasons)
+        why = f"<div class='why'>not estimated because:<ul>{why}</ul></div>" if why else ""
+        items.append(
+            f"<div class='v {cls}'><div class='vh'><span class='mark'>{mark}</span> "
+            f"{esc(v.name)}</div><div>{exps}</div><div>{esc(v.agreement)}</div>{why}</div>"
+        )
+    return f"<section class='verdict'><h2>Verdict</h2>{''.join(items)}</section>"
 
 
 def render_html(blocks: list[tuple], out: Path, title: str) -> str:
@@ -521,7 +669,7 @@ def render_html(blocks: list[tuple], out: Path, title: str) -> str:
     esc = html.escape
     body = []
     for b in blocks:
-        if b[0] in ("h1", "h2", "p"):
+        if b[0] in ("h1", "h2", "h3", "p"):
             body.append(f"<{b[0]}>{esc(b[1])}</{b[0]}>")
         elif b[0] == "table":
             head = "".join(f"<th>{esc(h)}</th>" for h in b[1])
@@ -529,17 +677,31 @@ def render_html(blocks: list[tuple], out: Path, title: str) -> str:
                 "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in b[2]
             )
             body.append(f"<table><tr>{head}</tr>{rows}</table>")
-        elif b[0] == "img":
-            data = base64.b64encode((out / b[1]).read_bytes()).decode()
-            body.append(
-                f'<figure><img src="data:image/png;base64,{data}" alt="{esc(b[2])}">'
-                f"<figcaption>{esc(b[2])}</figcaption></figure>"
-            )
+        elif b[0] == "list":
+            body.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in b[1]) + "</ul>")
+        elif b[0] == "verdict":
+            body.append(_verdict_html(b[1]))
+        elif b[0] == "grid":
+            cells = []
+            for file, caption, wide in b[1]:
+                data = base64.b64encode((out / file).read_bytes()).decode()
+                cls = " class='wide'" if wide else ""
+                cells.append(
+                    f'<figure{cls}><img src="data:image/png;base64,{data}" alt="{esc(caption)}">'
+                    f"<figcaption>{esc(caption)}</figcaption></figure>"
+                )
+            body.append(f"<div class='grid'>{''.join(cells)}</div>")
     style = (
-        "body{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}"
+        "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
         "table{border-collapse:collapse;margin:1em 0;font-size:90%}"
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f3f3f3}"
-        "img{max-width:100%}figure{margin:1.5em 0}"
+        ".grid{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:1em}"
+        ".grid figure{margin:0}.grid figure.wide{grid-column:1/-1}img{max-width:100%}"
+        "figcaption{font-size:85%;color:#555}"
+        ".verdict{border:2px solid #888;border-radius:6px;padding:.5em 1em;background:#fafafa}"
+        ".verdict h2{margin:.2em 0}.v{border-left:6px solid #bbb;padding:.3em .8em;margin:.6em 0}"
+        ".v.agree{border-color:#2a9d4b}.v.disagree{border-color:#c0392b}.vh{font-weight:bold}"
+        ".exp{display:inline-block;margin-right:1.5em}.mark{font-size:120%}.why{color:#8a5a00}"
     )
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"

@@ -265,3 +265,69 @@ def test_noisy_label_trials_form_their_own_groups():
     noisy = {group_name(tags, "spectral_complexity", {"label_noise": v}) for v in ("0.3", "0.1")}
     assert len(noisy) == 2 and clean not in noisy
     assert "label_noise=0.3" in group_name(tags, "spectral_complexity", {"label_noise": "0.3"})
+
+
+# --- issue 12, items 4 and 5: which store, which sweep --------------------------------------
+
+
+def test_the_store_follows_the_one_rule(store, monkeypatch):
+    """No flag: $MLFLOW_TRACKING_URI (common.names.resolve_tracking_uri), not the cwd default."""
+    root, uri = store
+    assert not hasattr(io, "resolve_tracking_uri")  # one home for the rule: common.names
+    monkeypatch.setenv(N.TRACKING_URI_ENV, uri)
+    monkeypatch.setattr(io, "last_sweep", lambda cwd=None: None)
+    sweep = io.load_mlflow("sweep-test")
+    assert sweep.tracking_uri == uri and sweep.source["tracking_uri"] == uri
+
+
+class _Record:  # the fields of common.last_sweep.LastSweep (issue 12, written by the sweep)
+    def __init__(self, name: str, experiment: str, tracking_uri: str):
+        self.name, self.experiment, self.tracking_uri = name, experiment, tracking_uri
+        self.finished_at = "2026-12-01T17:00:00+00:00"
+
+
+def test_the_last_sweep_of_this_directory_beats_the_latest_experiment(store, monkeypatch, capsys):
+    root, uri = store
+    make_store(root, name="sweep-later", kind=N.KIND_DEEP, Ps=(100.0, 200.0), seeds=2, epochs=5)
+    record = _Record("perceptron-run", "sweep-test", uri)  # older than sweep-later
+    monkeypatch.setattr(io, "last_sweep", lambda cwd=None: record)
+    sweep = io.load_mlflow(None, tracking_uri=uri, progress=True)
+    assert sweep.name == "sweep-test"
+    assert "ran last" in sweep.source["chosen"] and "perceptron-run" in sweep.source["chosen"]
+    err = capsys.readouterr().err
+    assert f"reading MLflow store {uri}" in err and "'sweep-test'" in err
+    # --experiment still wins over the record
+    assert io.load_mlflow("sweep-later", tracking_uri=uri).name == "sweep-later"
+
+
+def test_a_record_of_another_store_is_named_not_followed(store, monkeypatch):
+    root, uri = store
+    make_store(root, name="sweep-later", kind=N.KIND_DEEP, Ps=(100.0, 200.0), seeds=2, epochs=5)
+    elsewhere = "sqlite:////somewhere/else.db"
+    monkeypatch.setattr(io, "last_sweep", lambda cwd=None: _Record("x", "sweep-test", elsewhere))
+    sweep = io.load_mlflow(None, tracking_uri=uri)
+    assert sweep.name != "sweep-test"  # the latest experiment in the store read
+    assert f"--tracking-uri {elsewhere}" in sweep.source["chosen"]
+
+
+def test_without_the_record_module_the_latest_experiment_decides(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "common.last_sweep", None)  # import raises ImportError
+    assert io.last_sweep() is None
+    name, why = io.choose_experiment(None, "sqlite:///mlflow.db")
+    assert name is None and "latest" in why
+
+
+def test_an_unreadable_record_is_an_input_error(monkeypatch):
+    """common.last_sweep raises a ValueError (LastSweepError) for a broken record file."""
+    import sys
+    import types
+
+    def broken(cwd=None):
+        raise ValueError(".scaling-sweeps/last-sweep.json: not a sweep record (JSONDecodeError)")
+
+    module = types.SimpleNamespace(read_last_sweep=broken)
+    monkeypatch.setitem(sys.modules, "common.last_sweep", module)
+    with pytest.raises(io.InputError, match="not a sweep record.*--experiment"):
+        io.choose_experiment(None, "sqlite:///mlflow.db")

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from common import names as N
+from common.last_sweep import report_command, write_last_sweep
 from orchestrator import cluster as C
 from orchestrator.config import (
     ConfigError,
@@ -384,15 +385,20 @@ def main(argv: list[str] | None = None, trainable: Callable | None = None) -> in
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    uri = tracking_uri(cfg)
+    experiment = cfg.mlflow.experiment or cfg.name
+    record = write_last_sweep(cfg.name, experiment, uri)  # what analysis.report reads
     print(
         f"sweep {cfg.name}: {counts['finished']}/{counts['trials']} trials finished"
         + (f", {counts['errored']} errored" if counts["errored"] else "")
+        + f"; MLflow store {uri}, experiment {experiment!r} (recorded in {record})"
     )
-    if counts["finished"] < counts["trials"]:
+    unfinished = counts["finished"] < counts["trials"]
+    if unfinished:
         # Interrupted (Ctrl-C) or failed trials: Tune saved its state, MLflow has every epoch.
-        print("run the same command again (or with --resume) to continue", file=sys.stderr)
-        return 1
-    return 0
+        print("run the same command again (or with --resume) to continue")
+    print(f"report: {report_command(experiment, uri)}")
+    return 1 if unfinished else 0
 
 
 if __name__ == "__main__":

@@ -90,6 +90,13 @@ def test_rerunning_the_finished_sweep_trains_nothing(finished_sweep):
     exp = client.get_experiment_by_name("e2e")
     kinds = [r.data.tags.get(names.TAG_KIND) for r in client.search_runs([exp.experiment_id])]
     assert kinds.count(names.KIND_PERCEPTRON) == 6
+    # the sweep records itself for the report and ends with the exact report command
+    from common.last_sweep import read_last_sweep
+
+    rec = read_last_sweep(finished_sweep)
+    assert (rec.name, rec.tracking_uri) == ("e2e", names.DEFAULT_TRACKING_URI)
+    last = again.stdout.strip().splitlines()[-1]
+    assert last == "report: python -m analysis.report --experiment e2e"
 
 
 def test_report_before_any_sweep_says_what_to_run(tmp_path):

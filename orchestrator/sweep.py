@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,7 @@ from orchestrator.config import (
     load_config,
     tracking_uri,
     trial_key,
+    trial_names,
 )
 from orchestrator.preflight import (
     LOCAL_ONLY_ENV,
@@ -55,8 +57,11 @@ from orchestrator.resources import (
     summarize,
     trial_resources,
 )
+from orchestrator.terminal import quiet_down
 
+PROG = ("python", "-m", "orchestrator.sweep")
 STATE_FILE = "sweep.json"  # the sweep's fingerprint, next to Tune's experiment state
+TUNE_VERBOSITY = {0: 0, 1: 1, 2: 3}  # our -v count -> Tune's verbose (orchestrator/progress.py)
 
 
 # -----------------------------------------------------------------------------
@@ -144,15 +149,24 @@ def print_plan(
 
 
 def param_space_entries(cfg: SweepConfig, trials: list[dict], has_gpu: bool) -> list[dict]:
+    names = trial_names(trials)
     return [
         {
             "key": trial_key(p),
+            "name": names[trial_key(p)],
             "params": p,
             "resources": trial_resources(p, cfg.resources, has_gpu),
             "checkpoint_seconds": cfg.tune.checkpoint_seconds,
         }
         for p in trials
     ]
+
+
+def trial_name(trial: Any) -> str:
+    """Tune's trial name and directory: the trial's own name (config.trial_names), so the
+    terminal, ray_results/<sweep>/ and the MLflow run all say e.g. perceptron-a32-N256-s3."""
+    spec = (trial.config or {}).get("trial") or {}
+    return str(spec.get("name") or trial.trial_id)  # a sweep saved before names existed
 
 
 def _trial_bundle(config: dict) -> Any:
@@ -176,6 +190,8 @@ def _tuner(
     from ray import tune
 
     from orchestrator.mlflow_logger import MlflowTrialLogger
+    from orchestrator.progress import ProgressLine
+    from orchestrator.terminal import tune_reporter
 
     root = storage_root(cfg)
     if restore:
@@ -186,20 +202,29 @@ def _tuner(
     logger = MlflowTrialLogger(
         uri, experiment, cfg.name, cfg.mlflow.flush_seconds, total_trials=n_trials
     )
+    callbacks = [logger, ProgressLine(cfg.name, n_trials)]
+    reporter = None
+    if verbose == 1:
+        # Tune's classic table, whose columns can be chosen (the new output ignores them)
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        reporter = tune_reporter({e["params"]["kind"] for e in todo})
     return tune.Tuner(
         fn,
         param_space={"trial": tune.grid_search(todo)},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=cfg.resources.max_concurrent_trials,
             reuse_actors=cfg.tune.reuse_actors,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name,
         ),
         run_config=tune.RunConfig(
             name=cfg.name,
             storage_path=root,
-            callbacks=[logger],
+            callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=cfg.tune.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.tune.num_to_keep),
-            verbose=verbose,
+            verbose=TUNE_VERBOSITY[verbose],
+            progress_reporter=reporter,
         ),
     )
 
@@ -227,10 +252,13 @@ def run_sweep(
     address: str | None = None,
     resume: bool = False,
     trainable: Callable | None = None,
-    verbose: int = 1,
+    verbose: int = 0,
     node_types: list[C.NodeType] | None = None,
+    command: str | None = None,
 ) -> dict[str, int]:
     """Run (or resume) the sweep; returns counts of trial outcomes.
+
+    `command`: the command line recorded on the sweep's parent MLflow run (default sys.argv).
 
     `trainable` replaces orchestrator.trainable.train_trial (tests use tiny fake ones).
     `node_types`: what the autoscaler can launch (orchestrator/cluster.py); None reads the
@@ -245,10 +273,8 @@ def run_sweep(
         os.environ.setdefault(LOCAL_ONLY_ENV, "0")  # a local sweep listens on 127.0.0.1 only
     check_ray_version()
     import ray
-    from ray import tune
 
-    from orchestrator.mlflow_logger import find_runs
-    from orchestrator.trainable import train_trial
+    from orchestrator.parent_run import close_parent_run, open_parent_run
 
     if address is not None and not ray.is_initialized():
         address = resolve_address(address)
@@ -272,34 +298,63 @@ def run_sweep(
             if cfg.resources.check_capacity:
                 check_capacity([e["resources"] for e in entries], C.as_nodes(shapes))
 
-            if cfg.theory.enabled and any(p["kind"] == "perceptron" for p in trials):
-                from orchestrator.theory_run import log_theory_run
-
-                log_theory_run(cfg, uri, experiment)
-
-            # Trials whose MLflow run is FINISHED are done: never train them again.
-            runs = find_runs(client, exp_id, **{N.TAG_SWEEP: cfg.name})
-            finished = frozenset(k for k, r in runs.items() if r.info.status == "FINISHED")
-            fn = tune.with_parameters(trainable or train_trial, finished=finished)
-            fn = tune.with_resources(fn, _trial_bundle)
-
-            todo = [e for e in entries if e["key"] not in finished]
-            if not restore and not todo:
-                print(f"sweep {cfg.name}: all {len(trials)} trials already finished")
-                return {"trials": len(trials), "finished": len(trials), "errored": 0}
-            tuner = _tuner(cfg, fn, todo, uri, experiment, len(trials), restore, verbose)
-            grid = tuner.fit()
-            errored = sum(1 for r in grid if r.error is not None)
-            rebuilt = rebuild_missing_runs(grid, cfg, uri, experiment)
-            if rebuilt:
-                print(f"sweep {cfg.name}: rebuilt {rebuilt} MLflow runs from Tune's checkpoints")
-            runs = find_runs(client, exp_id, **{N.TAG_SWEEP: cfg.name})
-            keys = {e["key"] for e in entries}
-            done = sum(1 for k, r in runs.items() if k in keys and r.info.status == "FINISHED")
-            return {"trials": len(trials), "finished": done, "errored": errored}
+            parent = open_parent_run(client, exp_id, cfg, command or shlex.join(sys.argv))
+            counts = {"trials": len(trials), "finished": 0, "errored": 0}
+            try:
+                store = (uri, experiment, client, exp_id)
+                counts = _run_trials(cfg, trainable, entries, restore, verbose, store)
+            finally:
+                close_parent_run(client, parent, counts["finished"] == counts["trials"])
+            return counts
         finally:
             if started_ray:
                 ray.shutdown()
+
+
+def _run_trials(
+    cfg: SweepConfig,
+    trainable: Callable | None,
+    entries: list[dict],
+    restore: bool,
+    verbose: int,
+    store: tuple[str, str, Any, str],
+) -> dict[str, int]:
+    """The theory run, then the unfinished trials through Tune; counts of trial outcomes.
+
+    `store`: (tracking URI, experiment name, MlflowClient, experiment id).
+    """
+    from ray import tune
+
+    from orchestrator.mlflow_logger import find_runs
+    from orchestrator.trainable import train_trial
+
+    uri, experiment, client, exp_id = store
+    trials = [e["params"] for e in entries]
+    if cfg.theory.enabled and any(p["kind"] == "perceptron" for p in trials):
+        from orchestrator.theory_run import log_theory_run
+
+        log_theory_run(cfg, uri, experiment)
+
+    # Trials whose MLflow run is FINISHED are done: never train them again.
+    runs = find_runs(client, exp_id, **{N.TAG_SWEEP: cfg.name})
+    finished = frozenset(k for k, r in runs.items() if r.info.status == "FINISHED")
+    fn = tune.with_parameters(trainable or train_trial, finished=finished)
+    fn = tune.with_resources(fn, _trial_bundle)
+
+    todo = [e for e in entries if e["key"] not in finished]
+    if not restore and not todo:
+        print(f"sweep {cfg.name}: all {len(trials)} trials already finished")
+        return {"trials": len(trials), "finished": len(trials), "errored": 0}
+    tuner = _tuner(cfg, fn, todo, uri, experiment, len(trials), restore, verbose)
+    grid = tuner.fit()
+    errored = sum(1 for r in grid if r.error is not None)
+    rebuilt = rebuild_missing_runs(grid, cfg, uri, experiment)
+    if rebuilt:
+        print(f"sweep {cfg.name}: rebuilt {rebuilt} MLflow runs from Tune's checkpoints")
+    runs = find_runs(client, exp_id, **{N.TAG_SWEEP: cfg.name})
+    keys = {e["key"] for e in entries}
+    done = sum(1 for k, r in runs.items() if k in keys and r.info.status == "FINISHED")
+    return {"trials": len(trials), "finished": done, "errored": errored}
 
 
 # -----------------------------------------------------------------------------
@@ -351,16 +406,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-v",
         "--verbose",
-        type=int,
-        default=1,
-        choices=[0, 1, 2],
-        help="Tune verbosity (2 also streams trial logs)",
+        nargs="?",
+        const="1",
+        default="0",
+        type=_verbosity,
+        metavar="0|1|2",
+        help="default: one progress line and the project's own messages; -v: plus Tune's "
+        "status table; -vv (or -v 2): everything, with Ray's, MLflow's and the trials' output",
     )
     return p
 
 
+def _verbosity(text: str) -> int:
+    """-v -> 1, -vv -> 2 (argparse hands over the extra "v"), -v N -> N in 0..2."""
+    level = len(text) + 1 if set(text) == {"v"} else int(text) if text.isdigit() else -1
+    if not 0 <= level <= 2:
+        raise argparse.ArgumentTypeError(f"expected -v, -vv or -v 0|1|2, got {text!r}")
+    return level
+
+
 def main(argv: list[str] | None = None, trainable: Callable | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_down(args.verbose)
     try:
         cfg = load_config(args.config, args.set)
         trials = expand_trials(cfg)
@@ -381,6 +448,7 @@ def main(argv: list[str] | None = None, trainable: Callable | None = None) -> in
             trainable=trainable,
             verbose=args.verbose,
             node_types=types,
+            command=shlex.join([*PROG, *(sys.argv[1:] if argv is None else argv)]),
         )
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -220,3 +220,52 @@ def test_paper_norms_preset_and_cost_model():
     big = epoch_seconds({**p, "model": "paper-resnet", "dataset": "cifar100"}, 50, {})
     small = epoch_seconds({**p, "model": "paper-resnet", "dataset": "mnist"}, 50, {})
     assert 35 < big / small < 45
+
+
+def test_trial_names_come_from_parameters_and_are_unique():
+    from orchestrator.config import applicable_params, parse_config, trial_key, trial_names
+
+    cfg = parse_config(
+        {
+            "name": "n",
+            "seeds": [3],
+            "blocks": [
+                {"kind": "perceptron", "alpha": [32, 0.5], "N": [256]},
+                {"models": ["cnn"], "datasets": ["mnist"], "P": [1000], "weight_decays": [0, 1e-4]},
+                {"models": ["paper-vit"], "datasets": ["cifar10"], "P": [500]},
+            ],
+        }
+    )
+    trials = expand_trials(cfg)
+    names = trial_names(trials)
+    assert sorted(names.values()) == [
+        "cnn-mnist-P1000-s3-wd0",
+        "cnn-mnist-P1000-s3-wd0.0001",
+        "paper-vit-cifar10-P500-s3",
+        "perceptron-a0.5-N256-s3",
+        "perceptron-a32-N256-s3",
+    ]
+    by_name = {names[trial_key(p)]: p for p in trials}
+    perc = applicable_params(by_name["perceptron-a32-N256-s3"])
+    assert {"alpha", "N", "step_rule"} <= set(perc)
+    assert not {"batch_size", "weight_decay"} & set(perc)
+    assert not any(k.startswith(("cnn_", "resnet_", "vit_")) for k in perc)
+    cnn = applicable_params(by_name["cnn-mnist-P1000-s3-wd0.0001"])
+    assert "cnn_channels" in cnn and "weight_decay" in cnn and "alpha" not in cnn
+    assert not any(k.startswith(("resnet_", "vit_")) for k in cnn) and "momentum" not in cnn
+    vit = applicable_params(by_name["paper-vit-cifar10-P500-s3"])
+    assert not any(k.startswith(("cnn_", "resnet_", "vit_")) for k in vit)  # fixed paper nets
+    # two trials that differ only in a field outside the name still get distinct names
+    same = [dict(trials[0]), {**trials[0], "lr": 0.5}]
+    assert len(set(trial_names(same).values())) == 2
+
+
+@pytest.mark.parametrize(("argv", "level"), [([], 0), (["-v"], 1), (["-vv"], 2), (["-v", "0"], 0)])
+def test_verbosity_flags(argv, level):
+    assert S.build_parser().parse_args(argv).verbose == level
+
+
+def test_bad_verbosity_is_a_usage_error():
+    with pytest.raises(SystemExit) as e:
+        S.build_parser().parse_args(["-v", "7"])
+    assert e.value.code == 2

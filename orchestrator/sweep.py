@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import sys
@@ -56,6 +57,7 @@ from orchestrator.resources import (
     check_capacity,
     summarize,
     trial_resources,
+    wall_clock,
 )
 from orchestrator.terminal import quiet_down
 
@@ -111,6 +113,7 @@ def print_plan(
     logged = [len(logged_epochs(TrialConfig(**p))) for p in trials]
     s = summarize(trials, requests, logged, cfg.cost_model)
     print(f"sweep {cfg.name}: {s['trials']} trials")
+    print_grid(trials)
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(trials):
         g = (p["kind"], p["model"], p["dataset"], p["optimizer"], p["weight_decay"], p["epochs"])
@@ -126,7 +129,7 @@ def print_plan(
             + ", ".join(shapes)
         )
     print(
-        f"estimated GPU-hours: {s['gpu_hours']:.1f}   CPU-hours: {s['cpu_hours']:.2f}  "
+        f"estimated GPU-hours: {s['gpu_hours']:.3g}   CPU-hours: {s['cpu_hours']:.3g}  "
         "(cost model: orchestrator/resources.py)"
     )
     if any(p["model"].startswith("paper-") for p in trials):
@@ -142,6 +145,56 @@ def print_plan(
             )
     elif cfg.resources.gpu == "auto" and any(r["GPU"] for r in requests):
         print("note: on a cluster without GPUs these trials run on the CPU")
+    print_wall_clock(cfg, trials, logged, node_types)
+
+
+def _values(vals: list) -> str:
+    """A sorted axis, shortened past 8 values: `100, 200, ..., 51200 (10 values)`."""
+    v = [f"{x:g}" if isinstance(x, float) else str(x) for x in sorted(set(vals))]
+    return ", ".join(v) if len(v) <= 8 else f"{', '.join(v[:3])}, ..., {v[-1]} ({len(v)} values)"
+
+
+def print_grid(trials: list[dict]) -> None:
+    """The grid per model and data set: its P (alpha and N) values and seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for p in trials:
+        groups.setdefault((p["kind"], p["model"], p["dataset"]), []).append(p)
+    for (kind, model, ds), ps in groups.items():
+        if kind == N.KIND_PERCEPTRON:
+            size = f"alpha: {_values([p['alpha'] for p in ps])}; N: {_values([p['N'] for p in ps])}"
+        else:
+            size = f"P: {_values([p['P'] for p in ps])}"
+        print(f"  grid {model}/{ds}: {size}; seeds: {_values([p['seed'] for p in ps])}")
+
+
+def print_wall_clock(
+    cfg: SweepConfig, trials: list[dict], logged: list[int], types: list[C.NodeType] | None
+) -> None:
+    """The wall-clock estimate where the sweep would run: the full --cluster, or this machine
+    (where trials fall back to the CPU without a GPU)."""
+    if types:
+        nodes, where = C.fleet(types), f"the --cluster at full size ({len(C.fleet(types))} nodes)"
+    else:
+        m = C.local_machine()
+        nodes, where = [m], f"this machine ({m['CPU']:g} CPU, {m['GPU']:g} GPU)"
+    requests = [trial_resources(p, cfg.resources, C.has_gpu(nodes)) for p in trials]
+    hours, packing = wall_clock(
+        trials, requests, logged, cfg.cost_model, nodes, cfg.resources.max_concurrent_trials
+    )
+    packs = "; ".join(f"{n} trials of {shape}, {k} at once" for shape, n, k in packing)
+    print(f"packing on {where}: {packs}")
+    if math.isinf(hours):
+        print("estimated wall clock: never (some trial fits on no node)")
+    else:
+        early = any(p.get("lambda_stop") for p in trials)  # perceptrons stopping at a norm
+        bound = " at most" if early else ""
+        print(
+            f"estimated wall clock:{bound} {_hours(hours)} (cost model: orchestrator/resources.py)"
+        )
+
+
+def _hours(h: float) -> str:
+    return f"{h * 60:.1f} min" if h < 1 else f"{h:.1f} h" if h < 48 else f"{h / 24:.1f} days"
 
 
 # -----------------------------------------------------------------------------

@@ -269,3 +269,36 @@ def test_bad_verbosity_is_a_usage_error():
     with pytest.raises(SystemExit) as e:
         S.build_parser().parse_args(["-v", "7"])
     assert e.value.code == 2
+
+
+def test_wall_clock_is_the_work_spread_over_the_slots_the_nodes_hold():
+    from orchestrator.resources import DEEP_CPU_SLOWDOWN, epoch_seconds, wall_clock
+
+    p = {"kind": "deep", "model": "cnn", "dataset": "digits", "P": 400, "epochs": 10}
+    work_h = 10 * epoch_seconds(p, 5, {}) / 3600  # GPU-hours of one trial
+    trials, logged = [p] * 8, [5] * 8
+    gpu = [{"CPU": 1.0, "GPU": 0.125}] * 8
+    # one GPU, 8 CPUs: all eight share it, each gets 1/8: the GPU's total work
+    hours, packing = wall_clock(trials, gpu, logged, {}, [{"CPU": 8.0, "GPU": 1.0}])
+    assert hours == pytest.approx(8 * work_h) and packing == [("1 CPU + 0.125 GPU", 8, 8)]
+    # only 2 CPUs: two at once, four waves of two trials each holding 1/8 GPU
+    hours, _ = wall_clock(trials, gpu, logged, {}, [{"CPU": 2.0, "GPU": 1.0}])
+    assert hours == pytest.approx(4 * 8 * work_h)
+    # no GPU: on the CPU, 3 cores -> ceil(8/3) = 3 waves, max_concurrent 2 -> 4 waves
+    cpu = [{"CPU": 1.0, "GPU": 0.0}] * 8
+    hours, _ = wall_clock(trials, cpu, logged, {}, [{"CPU": 3.0, "GPU": 0.0}])
+    assert hours == pytest.approx(3 * work_h * DEEP_CPU_SLOWDOWN)
+    hours, _ = wall_clock(trials, cpu, logged, {}, [{"CPU": 3.0, "GPU": 0.0}], max_concurrent=2)
+    assert hours == pytest.approx(4 * work_h * DEEP_CPU_SLOWDOWN)
+    hours, _ = wall_clock(trials, gpu, logged, {}, [{"CPU": 8.0, "GPU": 0.0}])
+    assert hours == float("inf")  # no node holds a GPU trial
+
+
+def test_dry_run_prints_the_grid_and_a_wall_clock(capsys):
+    assert S.main(["--config", "digits-cnn", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "grid cnn/digits: P: 100, 200, 400, 800, 1397; seeds: 0, 1, 2, 3, 4, 5" in out
+    assert "estimated wall clock: " in out and "packing on this machine" in out
+    assert S.main(["--dry-run"]) == 0  # the perceptron preset: alpha and N, not P
+    out = capsys.readouterr().out
+    assert "grid perceptron/teacher: alpha: 5, 7, 10, ..., 160 (11 values); N: 128" in out

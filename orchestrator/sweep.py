@@ -15,6 +15,12 @@ by the trainable, so a trial that finished after Tune's last state snapshot is n
 either, and a fresh launch of a finished sweep (lost storage path) does no training. The
 other way round, a trial Tune finished whose MLflow run is gone (mlflow.db deleted) is
 written again from its final checkpoint (rebuild_missing_runs).
+
+Names and records (issue 12): a trial is called by its parameters (config.trial_names, e.g.
+perceptron-a32-N256-s3) in the terminal, as its Tune directory and as its MLflow run, which
+is a child of the sweep's parent run (orchestrator/parent_run.py). At the end the sweep
+writes .scaling-sweeps/last-sweep.json (common/last_sweep.py) and prints the report command.
+What the terminal shows at each -v level: orchestrator/terminal.py.
 """
 
 from __future__ import annotations
@@ -436,7 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="print trials, per-trial resources and GPU-hours; start nothing",
+        help="print the trial count, the grid (P or alpha values, seeds, models), per-trial "
+        "resources, GPU-hours and the wall clock at the packing it would use; start nothing",
     )
     p.add_argument(
         "--resume",

@@ -131,7 +131,7 @@ def test_dry_run_on_the_cluster_prints_what_would_be_launched(capsys):
     assert main(["--config", "paper-table1", "--cluster", str(FILES[0]), "--dry-run"]) == 0
     out = capsys.readouterr().out
     # the GPU rule applies (the live head has no GPU, the worker type has one) ...
-    assert "1 CPU + 0.125 GPU" in out and "1 CPU + 0.5 GPU" in out
+    assert "1 CPU + 0.25 GPU" in out and "1 CPU + 0.5 GPU" in out  # paper-* nets (issue 13)
     # ... and the plan names the worker type, capped at its max_workers
     assert "would launch: 8 x gpu_worker (CPU: 8, GPU: 1)" in out and "max_workers 8" in out
     assert "MLflow store: " in out  # which store the sweep would write

@@ -74,6 +74,16 @@ KIND_PERCEPTRON = "perceptron"
 KIND_DEEP = "deep"
 KIND_THEORY = "theory"
 KIND_REPORT = "report"
+KIND_SWEEP = "sweep"  # the sweep's parent run; its trials (and theory run) are its children
+
+# MLflow's own tags: nesting in the UI, the source commit, and the experiment's type, which
+# MLflow 3's UI reads to open an experiment as model training rather than as GenAI (traces).
+TAG_PARENT_RUN = "mlflow.parentRunId"
+TAG_GIT_COMMIT = "mlflow.source.git.commit"
+TAG_SOURCE_NAME = "mlflow.source.name"
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
+SWEEP_RUN_ID = "sweep"  # the parent run's TAG_TRIAL_ID (trial keys are 12 hex digits)
 
 # --- MLflow artifacts ----------------------------------------------------------------------
 CURVES_ARTIFACT = "curves.parquet"  # one trial's whole curve, one row per logged epoch

@@ -16,6 +16,7 @@ type can hold is refused before launch), and the --dry-run launch plan.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,3 +128,15 @@ def launch_plan(requests: list[dict], types: list[NodeType]) -> list[tuple[NodeT
         label = f"{need.get('CPU', 0):g} CPU + {need.get('GPU', 0):g} GPU"
         plan[t.name] = (t, nodes + n / per, {**per_shape, label: per})
     return [(t, math.ceil(k - 1e-9), per) for t, k, per in plan.values()]
+
+
+def local_machine() -> dict[str, float]:
+    """This machine as Ray would see it started here: its CPUs and NVIDIA GPUs (counted from
+    /dev/nvidiaN, so no CUDA library is loaded for a dry run)."""
+    gpus = [p for p in Path("/dev").glob("nvidia[0-9]*") if p.name[6:].isdigit()]
+    return {"CPU": float(os.cpu_count() or 1), "GPU": float(len(gpus))}
+
+
+def fleet(types: list[NodeType]) -> list[dict[str, float]]:
+    """Every node of a full-size cluster: the head once, each worker type at max_workers."""
+    return [dict(t.resources) for t in types for _ in range(1 if t.head else t.max_workers)]

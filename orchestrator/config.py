@@ -364,3 +364,67 @@ def expand_trials(cfg: SweepConfig) -> list[dict[str, Any]]:
     if not trials:
         raise ConfigError("config: blocks: the grid is empty")
     return trials
+
+
+# -----------------------------------------------------------------------------
+# What a trial is called, and which of its fields say anything about it
+
+# TrialConfig fields that only one kind reads (the other kind's value is a default that the
+# trainer ignores, so logging it would only list e.g. vit_depth on a perceptron run).
+PERCEPTRON_ONLY = ("alpha", "N", "step_rule", "step_tol", "lambda_stop", "loss")
+DEEP_ONLY = (
+    "batch_size", "augment", "precision", "norms", "norm_conv", "label_noise", "weight_decay",
+    "momentum",
+)  # fmt: skip
+# architecture knobs of the project's own nets (trainers/models), by field prefix
+ARCH_PREFIX = {"cnn": "cnn_", "resnet": "resnet_", "vit": "vit_"}
+
+
+def applicable_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The trial's fields that its kind and model read (what the MLflow run logs)."""
+    own = ARCH_PREFIX.get(params["model"])  # paper-* nets are fixed: no knob applies
+
+    def applies(k: str) -> bool:
+        if params["kind"] == N.KIND_PERCEPTRON and k in DEEP_ONLY:
+            return False
+        if params["kind"] != N.KIND_PERCEPTRON and k in PERCEPTRON_ONLY:
+            return False
+        if k == "momentum" and params.get("optimizer") != "sgd":
+            return False
+        arch = next((p for p in ARCH_PREFIX.values() if k.startswith(p)), None)
+        return arch is None or arch == own
+
+    return {k: v for k, v in params.items() if applies(k)}
+
+
+def base_name(params: dict[str, Any]) -> str:
+    """`perceptron-a32-N256-s3` or `cnn-mnist-P1000-s3`: kind/model, size, seed."""
+    if params["kind"] == N.KIND_PERCEPTRON:
+        return f"perceptron-a{params['alpha']:g}-N{params['N']}-s{params['seed']}"
+    return f"{params['model']}-{params['dataset']}-P{params['P']}-s{params['seed']}"
+
+
+def trial_names(trials: list[dict[str, Any]]) -> dict[str, str]:
+    """trial_key -> a readable name, unique within the sweep, used in the terminal, as Tune's
+    trial directory and as the MLflow run name.
+
+    The base name (base_name) is extended by the optimizer and the weight decay only where
+    the sweep varies them between trials of the same base name, and as a last resort by the
+    trial key (two trials differing in some other field).
+    """
+    clash: dict[str, list[dict[str, Any]]] = {}
+    for p in trials:
+        clash.setdefault(base_name(p), []).append(p)
+    names: dict[str, str] = {}
+    for b, group in clash.items():
+        for p in group:
+            name = b
+            if len({q.get("optimizer") for q in group}) > 1:
+                name += f"-{p.get('optimizer')}"
+            if len({q.get("weight_decay") for q in group}) > 1:
+                name += f"-wd{p.get('weight_decay'):g}"
+            names[trial_key(p)] = name
+    counts: dict[str, int] = {}
+    for n in names.values():
+        counts[n] = counts.get(n, 0) + 1
+    return {k: (n if counts[n] == 1 else f"{n}-{k[:6]}") for k, n in names.items()}

@@ -29,6 +29,7 @@ from ray import tune
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from common import names as N
+from orchestrator.config import applicable_params
 from orchestrator.trainable import read_curve, read_final_curve
 
 MAX_BATCH = 1000  # MLflow's log_batch limit on metrics per call
@@ -38,10 +39,18 @@ TUNE_KEYS = set(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "shou
 
 
 def get_or_create_experiment(client: MlflowClient, name: str) -> str:
+    """The experiment's id, created if needed and tagged as model training (MLflow 3's UI
+    otherwise opens an experiment without runs yet in its GenAI view)."""
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    return client.create_experiment(name)
+    if exp is None:
+        return client.create_experiment(
+            name, tags={N.TAG_EXPERIMENT_KIND: N.EXPERIMENT_KIND_TRAINING}
+        )
+    if N.TAG_EXPERIMENT_KIND not in exp.tags:  # created by an older version of this code
+        client.set_experiment_tag(
+            exp.experiment_id, N.TAG_EXPERIMENT_KIND, N.EXPERIMENT_KIND_TRAINING
+        )
+    return exp.experiment_id
 
 
 def find_runs(client: MlflowClient, experiment_id: str, **tags: str) -> dict[str, Any]:
@@ -101,7 +110,7 @@ class MlflowTrialLogger(tune.Callback):
         sweep: str,
         flush_seconds: float = 2.0,
         total_trials: int | None = None,
-        progress_seconds: float = 10.0,
+        progress_seconds: float = 0.0,  # 0: none (the sweep shows orchestrator.progress)
     ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
@@ -121,6 +130,9 @@ class MlflowTrialLogger(tune.Callback):
         self._buffer: dict[str, list[Metric]] = {}
         self._rows: dict[str, dict[int, dict[str, float]]] = {}  # run id -> epoch -> record
         self._done_before: set[str] = set()  # runs already FINISHED when this driver started
+        # the sweep's parent run (orchestrator.sweep opens it before any trial starts)
+        parent = self._existing.get(N.SWEEP_RUN_ID)
+        self.parent_run_id = parent.info.run_id if parent is not None else None
         self._last_flush = time.monotonic()
         self._last_progress = 0.0
         self.rows_written = 0
@@ -164,11 +176,14 @@ class MlflowTrialLogger(tune.Callback):
             else:
                 self.client.update_run(run_id, status="RUNNING")
         else:
+            tags = trial_tags(self.sweep, key, params)
+            if self.parent_run_id is not None:
+                tags[N.TAG_PARENT_RUN] = self.parent_run_id
             run = self.client.create_run(
-                self.experiment_id, tags=trial_tags(self.sweep, key, params), run_name=key
+                self.experiment_id, tags=tags, run_name=spec.get("name", key)
             )
             run_id = run.info.run_id
-            items = [Param(k, str(v)) for k, v in sorted(params.items())]
+            items = [Param(k, str(v)) for k, v in sorted(applicable_params(params).items())]
             for i in range(0, len(items), MAX_PARAMS):
                 self.client.log_batch(run_id, params=items[i : i + MAX_PARAMS])
             self._logged[run_id] = set()

@@ -11,6 +11,7 @@ CLI prints as one `error:` line before exiting with 2.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import sqlite3
@@ -240,7 +241,8 @@ def connect_ray(address: str | None, uri: str, verbose: int) -> None:
         ray.init(
             address=address,
             include_dashboard=False,
-            log_to_driver=verbose > 1,
+            log_to_driver=verbose > 1,  # the trials' output stays in Ray's log files
+            logging_level=logging.INFO if verbose > 1 else logging.ERROR,
             runtime_env={"env_vars": {TRACKING_URI_ENV: _absolute(uri)}},
         )
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:

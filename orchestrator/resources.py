@@ -22,6 +22,7 @@ bytes each may use. Every fraction divides 1, so packing never strands a sliver 
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -144,3 +145,68 @@ def summarize(trials: list[dict], requests: list[dict], logged: list[int], cost:
             gpu_h += h
     shapes = Counter(f"{r['CPU']:g} CPU + {r['GPU']:g} GPU" for r in requests)
     return {"trials": len(trials), "shapes": dict(shapes), "gpu_hours": gpu_h, "cpu_hours": cpu_h}
+
+
+# --- wall clock at the packing Tune would use (--dry-run) ---------------------------------
+# A deep net on one CPU core instead of the reference GPU. Calibrated on one measurement, not
+# derived: digits-cnn (0.0156 GPU-hours by the model above) took ~6 min on 2 CPU cores
+# (README, "Presets"), i.e. ~13 core-seconds per GPU-second. Small nets are overhead-bound on
+# the GPU, so the big paper-* nets are slower than this on a CPU: there it is a lower bound.
+DEEP_CPU_SLOWDOWN = 13.0
+
+
+def _slots(node: dict[str, float], need: dict[str, float]) -> int:
+    """How many trials of shape `need` one node holds (Ray packs by each resource)."""
+    return min((int(node.get(k, 0.0) / v + 1e-9) for k, v in need.items() if v > 0), default=0)
+
+
+def _makespan(durations: list[float], slots: int) -> float:
+    """Longest-first list scheduling of the durations on `slots` parallel slots (Tune starts
+    a pending trial whenever one ends, so this is its FIFO order up to the sorting)."""
+    if not durations:
+        return 0.0
+    ends = [0.0] * max(slots, 1)
+    for d in sorted(durations, reverse=True):
+        i = min(range(len(ends)), key=ends.__getitem__)
+        ends[i] += d
+    return max(ends)
+
+
+def wall_clock(
+    trials: list[dict],
+    requests: list[dict],
+    logged: list[int],
+    cost: dict,
+    nodes: list[dict[str, float]],
+    max_concurrent: int | None = None,
+) -> tuple[float, list[tuple[str, int, int]]]:
+    """Estimated hours from start to the last trial's end on `nodes` (resource dicts), and
+    the packing: (shape, trials of that shape, how many run at once).
+
+    Model: a GPU trial with share g is given g of a GPU (packed trials split its throughput,
+    the GPU-bound case of the cost model), so it lasts its GPU-seconds / g; a trial without a
+    GPU runs on CPU cores (deep nets DEEP_CPU_SLOWDOWN times slower than on the reference
+    GPU). Each shape is list-scheduled on the slots the nodes hold; GPU shapes queue for the
+    same GPUs (their times add), CPU-only shapes likewise, and the two kinds run side by side.
+    """
+    by_shape: dict[tuple, list[float]] = {}
+    for p, r, n_log in zip(trials, requests, logged, strict=True):
+        work = p["epochs"] * epoch_seconds(p, n_log, cost)  # GPU-s, or CPU-core-s (perceptron)
+        if p["kind"] != "perceptron" and r["GPU"] == 0:
+            work *= DEEP_CPU_SLOWDOWN
+        hours = work / (r["GPU"] if r["GPU"] > 0 else 1.0) / 3600
+        by_shape.setdefault(tuple(sorted(r.items())), []).append(hours)
+    gpu_h = cpu_h = 0.0
+    packing = []
+    for shape, durations in by_shape.items():
+        need = dict(shape)
+        slots = sum(_slots(n, need) for n in nodes)
+        if max_concurrent is not None:
+            slots = min(slots, max_concurrent)
+        packing.append((f"{need['CPU']:g} CPU + {need['GPU']:g} GPU", len(durations), slots))
+        span = _makespan(durations, slots) if slots else math.inf
+        if need["GPU"] > 0:
+            gpu_h += span
+        else:
+            cpu_h += span
+    return max(gpu_h, cpu_h), packing

@@ -15,18 +15,27 @@ by the trainable, so a trial that finished after Tune's last state snapshot is n
 either, and a fresh launch of a finished sweep (lost storage path) does no training. The
 other way round, a trial Tune finished whose MLflow run is gone (mlflow.db deleted) is
 written again from its final checkpoint (rebuild_missing_runs).
+
+Names and records (issue 12): a trial is called by its parameters (config.trial_names, e.g.
+perceptron-a32-N256-s3) in the terminal, as its Tune directory and as its MLflow run, which
+is a child of the sweep's parent run (orchestrator/parent_run.py). At the end the sweep
+writes .scaling-sweeps/last-sweep.json (common/last_sweep.py) and prints the report command.
+What the terminal shows at each -v level: orchestrator/terminal.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from common import names as N
+from common.last_sweep import report_command, write_last_sweep
 from orchestrator import cluster as C
 from orchestrator.config import (
     ConfigError,
@@ -35,6 +44,7 @@ from orchestrator.config import (
     load_config,
     tracking_uri,
     trial_key,
+    trial_names,
 )
 from orchestrator.preflight import (
     LOCAL_ONLY_ENV,
@@ -53,9 +63,13 @@ from orchestrator.resources import (
     check_capacity,
     summarize,
     trial_resources,
+    wall_clock,
 )
+from orchestrator.terminal import quiet_down
 
+PROG = ("python", "-m", "orchestrator.sweep")
 STATE_FILE = "sweep.json"  # the sweep's fingerprint, next to Tune's experiment state
+TUNE_VERBOSITY = {0: 0, 1: 1, 2: 3}  # our -v count -> Tune's verbose (orchestrator/progress.py)
 
 
 # -----------------------------------------------------------------------------
@@ -105,6 +119,7 @@ def print_plan(
     logged = [len(logged_epochs(TrialConfig(**p))) for p in trials]
     s = summarize(trials, requests, logged, cfg.cost_model)
     print(f"sweep {cfg.name}: {s['trials']} trials")
+    print_grid(trials)
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(trials):
         g = (p["kind"], p["model"], p["dataset"], p["optimizer"], p["weight_decay"], p["epochs"])
@@ -120,7 +135,7 @@ def print_plan(
             + ", ".join(shapes)
         )
     print(
-        f"estimated GPU-hours: {s['gpu_hours']:.1f}   CPU-hours: {s['cpu_hours']:.2f}  "
+        f"estimated GPU-hours: {s['gpu_hours']:.3g}   CPU-hours: {s['cpu_hours']:.3g}  "
         "(cost model: orchestrator/resources.py)"
     )
     if any(p["model"].startswith("paper-") for p in trials):
@@ -136,6 +151,56 @@ def print_plan(
             )
     elif cfg.resources.gpu == "auto" and any(r["GPU"] for r in requests):
         print("note: on a cluster without GPUs these trials run on the CPU")
+    print_wall_clock(cfg, trials, logged, node_types)
+
+
+def _values(vals: list) -> str:
+    """A sorted axis, shortened past 8 values: `100, 200, ..., 51200 (10 values)`."""
+    v = [f"{x:g}" if isinstance(x, float) else str(x) for x in sorted(set(vals))]
+    return ", ".join(v) if len(v) <= 8 else f"{', '.join(v[:3])}, ..., {v[-1]} ({len(v)} values)"
+
+
+def print_grid(trials: list[dict]) -> None:
+    """The grid per model and data set: its P (alpha and N) values and seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for p in trials:
+        groups.setdefault((p["kind"], p["model"], p["dataset"]), []).append(p)
+    for (kind, model, ds), ps in groups.items():
+        if kind == N.KIND_PERCEPTRON:
+            size = f"alpha: {_values([p['alpha'] for p in ps])}; N: {_values([p['N'] for p in ps])}"
+        else:
+            size = f"P: {_values([p['P'] for p in ps])}"
+        print(f"  grid {model}/{ds}: {size}; seeds: {_values([p['seed'] for p in ps])}")
+
+
+def print_wall_clock(
+    cfg: SweepConfig, trials: list[dict], logged: list[int], types: list[C.NodeType] | None
+) -> None:
+    """The wall-clock estimate where the sweep would run: the full --cluster, or this machine
+    (where trials fall back to the CPU without a GPU)."""
+    if types:
+        nodes, where = C.fleet(types), f"the --cluster at full size ({len(C.fleet(types))} nodes)"
+    else:
+        m = C.local_machine()
+        nodes, where = [m], f"this machine ({m['CPU']:g} CPU, {m['GPU']:g} GPU)"
+    requests = [trial_resources(p, cfg.resources, C.has_gpu(nodes)) for p in trials]
+    hours, packing = wall_clock(
+        trials, requests, logged, cfg.cost_model, nodes, cfg.resources.max_concurrent_trials
+    )
+    packs = "; ".join(f"{n} trials of {shape}, {k} at once" for shape, n, k in packing)
+    print(f"packing on {where}: {packs}")
+    if math.isinf(hours):
+        print("estimated wall clock: never (some trial fits on no node)")
+    else:
+        early = any(p.get("lambda_stop") for p in trials)  # perceptrons stopping at a norm
+        bound = " at most" if early else ""
+        print(
+            f"estimated wall clock:{bound} {_hours(hours)} (cost model: orchestrator/resources.py)"
+        )
+
+
+def _hours(h: float) -> str:
+    return f"{h * 60:.1f} min" if h < 1 else f"{h:.1f} h" if h < 48 else f"{h / 24:.1f} days"
 
 
 # -----------------------------------------------------------------------------
@@ -143,15 +208,24 @@ def print_plan(
 
 
 def param_space_entries(cfg: SweepConfig, trials: list[dict], has_gpu: bool) -> list[dict]:
+    names = trial_names(trials)
     return [
         {
             "key": trial_key(p),
+            "name": names[trial_key(p)],
             "params": p,
             "resources": trial_resources(p, cfg.resources, has_gpu),
             "checkpoint_seconds": cfg.tune.checkpoint_seconds,
         }
         for p in trials
     ]
+
+
+def trial_name(trial: Any) -> str:
+    """Tune's trial name and directory: the trial's own name (config.trial_names), so the
+    terminal, ray_results/<sweep>/ and the MLflow run all say e.g. perceptron-a32-N256-s3."""
+    spec = (trial.config or {}).get("trial") or {}
+    return str(spec.get("name") or trial.trial_id)  # a sweep saved before names existed
 
 
 def _trial_bundle(config: dict) -> Any:
@@ -175,6 +249,8 @@ def _tuner(
     from ray import tune
 
     from orchestrator.mlflow_logger import MlflowTrialLogger
+    from orchestrator.progress import ProgressLine
+    from orchestrator.terminal import tune_reporter
 
     root = storage_root(cfg)
     if restore:
@@ -185,20 +261,29 @@ def _tuner(
     logger = MlflowTrialLogger(
         uri, experiment, cfg.name, cfg.mlflow.flush_seconds, total_trials=n_trials
     )
+    callbacks = [logger, ProgressLine(cfg.name, n_trials)]
+    reporter = None
+    if verbose == 1:
+        # Tune's classic table, whose columns can be chosen (the new output ignores them)
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        reporter = tune_reporter({e["params"]["kind"] for e in todo})
     return tune.Tuner(
         fn,
         param_space={"trial": tune.grid_search(todo)},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=cfg.resources.max_concurrent_trials,
             reuse_actors=cfg.tune.reuse_actors,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name,
         ),
         run_config=tune.RunConfig(
             name=cfg.name,
             storage_path=root,
-            callbacks=[logger],
+            callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=cfg.tune.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=cfg.tune.num_to_keep),
-            verbose=verbose,
+            verbose=TUNE_VERBOSITY[verbose],
+            progress_reporter=reporter,
         ),
     )
 
@@ -226,10 +311,13 @@ def run_sweep(
     address: str | None = None,
     resume: bool = False,
     trainable: Callable | None = None,
-    verbose: int = 1,
+    verbose: int = 0,
     node_types: list[C.NodeType] | None = None,
+    command: str | None = None,
 ) -> dict[str, int]:
     """Run (or resume) the sweep; returns counts of trial outcomes.
+
+    `command`: the command line recorded on the sweep's parent MLflow run (default sys.argv).
 
     `trainable` replaces orchestrator.trainable.train_trial (tests use tiny fake ones).
     `node_types`: what the autoscaler can launch (orchestrator/cluster.py); None reads the
@@ -244,10 +332,8 @@ def run_sweep(
         os.environ.setdefault(LOCAL_ONLY_ENV, "0")  # a local sweep listens on 127.0.0.1 only
     check_ray_version()
     import ray
-    from ray import tune
 
-    from orchestrator.mlflow_logger import find_runs
-    from orchestrator.trainable import train_trial
+    from orchestrator.parent_run import close_parent_run, open_parent_run
 
     if address is not None and not ray.is_initialized():
         address = resolve_address(address)
@@ -271,34 +357,63 @@ def run_sweep(
             if cfg.resources.check_capacity:
                 check_capacity([e["resources"] for e in entries], C.as_nodes(shapes))
 
-            if cfg.theory.enabled and any(p["kind"] == "perceptron" for p in trials):
-                from orchestrator.theory_run import log_theory_run
-
-                log_theory_run(cfg, uri, experiment)
-
-            # Trials whose MLflow run is FINISHED are done: never train them again.
-            runs = find_runs(client, exp_id, **{N.TAG_SWEEP: cfg.name})
-            finished = frozenset(k for k, r in runs.items() if r.info.status == "FINISHED")
-            fn = tune.with_parameters(trainable or train_trial, finished=finished)
-            fn = tune.with_resources(fn, _trial_bundle)
-
-            todo = [e for e in entries if e["key"] not in finished]
-            if not restore and not todo:
-                print(f"sweep {cfg.name}: all {len(trials)} trials already finished")
-                return {"trials": len(trials), "finished": len(trials), "errored": 0}
-            tuner = _tuner(cfg, fn, todo, uri, experiment, len(trials), restore, verbose)
-            grid = tuner.fit()
-            errored = sum(1 for r in grid if r.error is not None)
-            rebuilt = rebuild_missing_runs(grid, cfg, uri, experiment)
-            if rebuilt:
-                print(f"sweep {cfg.name}: rebuilt {rebuilt} MLflow runs from Tune's checkpoints")
-            runs = find_runs(client, exp_id, **{N.TAG_SWEEP: cfg.name})
-            keys = {e["key"] for e in entries}
-            done = sum(1 for k, r in runs.items() if k in keys and r.info.status == "FINISHED")
-            return {"trials": len(trials), "finished": done, "errored": errored}
+            parent = open_parent_run(client, exp_id, cfg, command or shlex.join(sys.argv))
+            counts = {"trials": len(trials), "finished": 0, "errored": 0}
+            try:
+                store = (uri, experiment, client, exp_id)
+                counts = _run_trials(cfg, trainable, entries, restore, verbose, store)
+            finally:
+                close_parent_run(client, parent, counts["finished"] == counts["trials"])
+            return counts
         finally:
             if started_ray:
                 ray.shutdown()
+
+
+def _run_trials(
+    cfg: SweepConfig,
+    trainable: Callable | None,
+    entries: list[dict],
+    restore: bool,
+    verbose: int,
+    store: tuple[str, str, Any, str],
+) -> dict[str, int]:
+    """The theory run, then the unfinished trials through Tune; counts of trial outcomes.
+
+    `store`: (tracking URI, experiment name, MlflowClient, experiment id).
+    """
+    from ray import tune
+
+    from orchestrator.mlflow_logger import find_runs
+    from orchestrator.trainable import train_trial
+
+    uri, experiment, client, exp_id = store
+    trials = [e["params"] for e in entries]
+    if cfg.theory.enabled and any(p["kind"] == "perceptron" for p in trials):
+        from orchestrator.theory_run import log_theory_run
+
+        log_theory_run(cfg, uri, experiment)
+
+    # Trials whose MLflow run is FINISHED are done: never train them again.
+    runs = find_runs(client, exp_id, **{N.TAG_SWEEP: cfg.name})
+    finished = frozenset(k for k, r in runs.items() if r.info.status == "FINISHED")
+    fn = tune.with_parameters(trainable or train_trial, finished=finished)
+    fn = tune.with_resources(fn, _trial_bundle)
+
+    todo = [e for e in entries if e["key"] not in finished]
+    if not restore and not todo:
+        print(f"sweep {cfg.name}: all {len(trials)} trials already finished")
+        return {"trials": len(trials), "finished": len(trials), "errored": 0}
+    tuner = _tuner(cfg, fn, todo, uri, experiment, len(trials), restore, verbose)
+    grid = tuner.fit()
+    errored = sum(1 for r in grid if r.error is not None)
+    rebuilt = rebuild_missing_runs(grid, cfg, uri, experiment)
+    if rebuilt:
+        print(f"sweep {cfg.name}: rebuilt {rebuilt} MLflow runs from Tune's checkpoints")
+    runs = find_runs(client, exp_id, **{N.TAG_SWEEP: cfg.name})
+    keys = {e["key"] for e in entries}
+    done = sum(1 for k, r in runs.items() if k in keys and r.info.status == "FINISHED")
+    return {"trials": len(trials), "finished": done, "errored": errored}
 
 
 # -----------------------------------------------------------------------------
@@ -327,7 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="print trials, per-trial resources and GPU-hours; start nothing",
+        help="print the trial count, the grid (P or alpha values, seeds, models), per-trial "
+        "resources, GPU-hours and the wall clock at the packing it would use; start nothing",
     )
     p.add_argument(
         "--resume",
@@ -350,16 +466,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-v",
         "--verbose",
-        type=int,
-        default=1,
-        choices=[0, 1, 2],
-        help="Tune verbosity (2 also streams trial logs)",
+        nargs="?",
+        const="1",
+        default="0",
+        type=_verbosity,
+        metavar="0|1|2",
+        help="default: one progress line and the project's own messages; -v: plus Tune's "
+        "status table; -vv (or -v 2): everything, with Ray's, MLflow's and the trials' output",
     )
     return p
 
 
+def _verbosity(text: str) -> int:
+    """-v -> 1, -vv -> 2 (argparse hands over the extra "v"), -v N -> N in 0..2."""
+    level = len(text) + 1 if set(text) == {"v"} else int(text) if text.isdigit() else -1
+    if not 0 <= level <= 2:
+        raise argparse.ArgumentTypeError(f"expected -v, -vv or -v 0|1|2, got {text!r}")
+    return level
+
+
 def main(argv: list[str] | None = None, trainable: Callable | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_down(args.verbose)
     try:
         cfg = load_config(args.config, args.set)
         trials = expand_trials(cfg)
@@ -380,19 +508,25 @@ def main(argv: list[str] | None = None, trainable: Callable | None = None) -> in
             trainable=trainable,
             verbose=args.verbose,
             node_types=types,
+            command=shlex.join([*PROG, *(sys.argv[1:] if argv is None else argv)]),
         )
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    uri = tracking_uri(cfg)
+    experiment = cfg.mlflow.experiment or cfg.name
+    record = write_last_sweep(cfg.name, experiment, uri)  # what analysis.report reads
     print(
         f"sweep {cfg.name}: {counts['finished']}/{counts['trials']} trials finished"
         + (f", {counts['errored']} errored" if counts["errored"] else "")
+        + f"; MLflow store {uri}, experiment {experiment!r} (recorded in {record})"
     )
-    if counts["finished"] < counts["trials"]:
+    unfinished = counts["finished"] < counts["trials"]
+    if unfinished:
         # Interrupted (Ctrl-C) or failed trials: Tune saved its state, MLflow has every epoch.
-        print("run the same command again (or with --resume) to continue", file=sys.stderr)
-        return 1
-    return 0
+        print("run the same command again (or with --resume) to continue")
+    print(f"report: {report_command(experiment, uri)}")
+    return 1 if unfinished else 0
 
 
 if __name__ == "__main__":

@@ -39,6 +39,9 @@ def log_theory_run(cfg: SweepConfig, tracking_uri: str, experiment: str) -> str 
     if old is not None:
         run_id = old.info.run_id  # an interrupted earlier attempt: complete that run
     else:
+        parent = find_runs(client, exp_id, **{N.TAG_SWEEP: cfg.name}).get(N.SWEEP_RUN_ID)
+        if parent is not None:  # nested under the sweep's parent run (orchestrator.parent_run)
+            tags[N.TAG_PARENT_RUN] = parent.info.run_id
         run = client.create_run(
             exp_id, tags={**tags, N.TAG_TRIAL_ID: THEORY_TRIAL_ID}, run_name="theory"
         )

@@ -33,11 +33,23 @@ def _run(args: list[str], cwd) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def finished_sweep(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("e2e")
-    sweep = _run(["orchestrator.sweep", "-v", "0", *SMALL], cwd)
+    sweep = _run(["orchestrator.sweep", *SMALL], cwd)  # the default (quiet) terminal
     assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
+    (cwd / "sweep-terminal.txt").write_text(sweep.stderr + sweep.stdout)
     report = _run(["analysis.report", "--n-boot", "200", "--out", "report"], cwd)
     assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
     return cwd
+
+
+def test_default_terminal_is_a_few_lines_of_our_own(finished_sweep):
+    """Issue 12: a progress line and the project's messages; nothing from Ray, Tune, MLflow
+    or Python warnings (which printed 1,581 lines for the default job before)."""
+    lines = (finished_sweep / "sweep-terminal.txt").read_text().splitlines()
+    assert len(lines) < 60, "\n".join(lines)
+    assert any(line.startswith("[sweep e2e] 6/6 done") for line in lines), lines
+    for noise in ("Warning", "INFO", "TensorBoard", "Trial status", "╭", "Traceback"):
+        assert not [line for line in lines if noise in line], noise
+    assert lines[-1] == "report: python -m analysis.report --experiment e2e"
 
 
 def test_report_recovers_the_perceptron_exponents(finished_sweep):
@@ -90,6 +102,13 @@ def test_rerunning_the_finished_sweep_trains_nothing(finished_sweep):
     exp = client.get_experiment_by_name("e2e")
     kinds = [r.data.tags.get(names.TAG_KIND) for r in client.search_runs([exp.experiment_id])]
     assert kinds.count(names.KIND_PERCEPTRON) == 6
+    # the sweep records itself for the report and ends with the exact report command
+    from common.last_sweep import read_last_sweep
+
+    rec = read_last_sweep(finished_sweep)
+    assert (rec.name, rec.tracking_uri) == ("e2e", names.DEFAULT_TRACKING_URI)
+    last = again.stdout.strip().splitlines()[-1]
+    assert last == "report: python -m analysis.report --experiment e2e"
 
 
 def test_report_before_any_sweep_says_what_to_run(tmp_path):

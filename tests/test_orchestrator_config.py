@@ -220,3 +220,85 @@ def test_paper_norms_preset_and_cost_model():
     big = epoch_seconds({**p, "model": "paper-resnet", "dataset": "cifar100"}, 50, {})
     small = epoch_seconds({**p, "model": "paper-resnet", "dataset": "mnist"}, 50, {})
     assert 35 < big / small < 45
+
+
+def test_trial_names_come_from_parameters_and_are_unique():
+    from orchestrator.config import applicable_params, parse_config, trial_key, trial_names
+
+    cfg = parse_config(
+        {
+            "name": "n",
+            "seeds": [3],
+            "blocks": [
+                {"kind": "perceptron", "alpha": [32, 0.5], "N": [256]},
+                {"models": ["cnn"], "datasets": ["mnist"], "P": [1000], "weight_decays": [0, 1e-4]},
+                {"models": ["paper-vit"], "datasets": ["cifar10"], "P": [500]},
+            ],
+        }
+    )
+    trials = expand_trials(cfg)
+    names = trial_names(trials)
+    assert sorted(names.values()) == [
+        "cnn-mnist-P1000-s3-wd0",
+        "cnn-mnist-P1000-s3-wd0.0001",
+        "paper-vit-cifar10-P500-s3",
+        "perceptron-a0.5-N256-s3",
+        "perceptron-a32-N256-s3",
+    ]
+    by_name = {names[trial_key(p)]: p for p in trials}
+    perc = applicable_params(by_name["perceptron-a32-N256-s3"])
+    assert {"alpha", "N", "step_rule"} <= set(perc)
+    assert not {"batch_size", "weight_decay"} & set(perc)
+    assert not any(k.startswith(("cnn_", "resnet_", "vit_")) for k in perc)
+    cnn = applicable_params(by_name["cnn-mnist-P1000-s3-wd0.0001"])
+    assert "cnn_channels" in cnn and "weight_decay" in cnn and "alpha" not in cnn
+    assert not any(k.startswith(("resnet_", "vit_")) for k in cnn) and "momentum" not in cnn
+    vit = applicable_params(by_name["paper-vit-cifar10-P500-s3"])
+    assert not any(k.startswith(("cnn_", "resnet_", "vit_")) for k in vit)  # fixed paper nets
+    # two trials that differ only in a field outside the name still get distinct names
+    same = [dict(trials[0]), {**trials[0], "lr": 0.5}]
+    assert len(set(trial_names(same).values())) == 2
+
+
+@pytest.mark.parametrize(("argv", "level"), [([], 0), (["-v"], 1), (["-vv"], 2), (["-v", "0"], 0)])
+def test_verbosity_flags(argv, level):
+    assert S.build_parser().parse_args(argv).verbose == level
+
+
+def test_bad_verbosity_is_a_usage_error():
+    with pytest.raises(SystemExit) as e:
+        S.build_parser().parse_args(["-v", "7"])
+    assert e.value.code == 2
+
+
+def test_wall_clock_is_the_work_spread_over_the_slots_the_nodes_hold():
+    from orchestrator.resources import DEEP_CPU_SLOWDOWN, epoch_seconds, wall_clock
+
+    p = {"kind": "deep", "model": "cnn", "dataset": "digits", "P": 400, "epochs": 10}
+    work_h = 10 * epoch_seconds(p, 5, {}) / 3600  # GPU-hours of one trial
+    trials, logged = [p] * 8, [5] * 8
+    gpu = [{"CPU": 1.0, "GPU": 0.125}] * 8
+    # one GPU, 8 CPUs: all eight share it, each gets 1/8: the GPU's total work
+    hours, packing = wall_clock(trials, gpu, logged, {}, [{"CPU": 8.0, "GPU": 1.0}])
+    assert hours == pytest.approx(8 * work_h) and packing == [("1 CPU + 0.125 GPU", 8, 8)]
+    # only 2 CPUs: two at once, four waves of two trials each holding 1/8 GPU
+    hours, _ = wall_clock(trials, gpu, logged, {}, [{"CPU": 2.0, "GPU": 1.0}])
+    assert hours == pytest.approx(4 * 8 * work_h)
+    # no GPU: on the CPU, 3 cores -> ceil(8/3) = 3 waves, max_concurrent 2 -> 4 waves
+    cpu = [{"CPU": 1.0, "GPU": 0.0}] * 8
+    hours, _ = wall_clock(trials, cpu, logged, {}, [{"CPU": 3.0, "GPU": 0.0}])
+    assert hours == pytest.approx(3 * work_h * DEEP_CPU_SLOWDOWN)
+    hours, _ = wall_clock(trials, cpu, logged, {}, [{"CPU": 3.0, "GPU": 0.0}], max_concurrent=2)
+    assert hours == pytest.approx(4 * work_h * DEEP_CPU_SLOWDOWN)
+    hours, _ = wall_clock(trials, gpu, logged, {}, [{"CPU": 8.0, "GPU": 0.0}])
+    assert hours == float("inf")  # no node holds a GPU trial
+
+
+def test_dry_run_prints_the_grid_and_a_wall_clock(capsys):
+    assert S.main(["--config", "digits-cnn", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "grid cnn/digits: P: 100, 200, 400, 800, 1397; seeds: 0, 1, 2, 3, 4, 5" in out
+    assert "estimated wall clock: " in out and "packing on this machine" in out
+    assert S.main(["--dry-run"]) == 0  # the perceptron preset: alpha and N, not P
+    out = capsys.readouterr().out
+    assert "grid perceptron/teacher: alpha: 5, 7, 10, ..., 160 (11 values); N: 128" in out

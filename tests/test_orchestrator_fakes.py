@@ -80,6 +80,8 @@ def mlflow_state(uri: str, experiment: str) -> dict[str, dict]:
     exp = c.get_experiment_by_name(experiment)
     out: dict[str, dict] = {}
     for r in c.search_runs([exp.experiment_id], max_results=10000):
+        if r.data.tags.get("kind") == "sweep":
+            continue  # the sweep's parent run (tests of it read it themselves)
         key = r.data.tags["trial_id"]
         hist = c.get_metric_history(r.info.run_id, "epoch")
         d = out.setdefault(key, {"runs": 0})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 from test_orchestrator_fakes import make_fake_trial, max_overlap, mlflow_state, read_log
 
 from common import names as N
@@ -45,13 +46,32 @@ def test_real_perceptron_sweep_logs_contract_and_rerun_trains_nothing(ray_sessio
         assert {s["tags"][t] for t in (N.TAG_KIND, N.TAG_SWEEP)} == {"perceptron", "t"}
         assert float(params["alpha"]) in (1.0, 3.0) and params["N"] == "24"
     # the curve artifact holds the whole curve with the record's keys
-    from mlflow.tracking import MlflowClient
-
     one = next(iter(state.values()))
     path = MlflowClient(uri).download_artifacts(one["run_id"], N.CURVES_ARTIFACT, str(tmp_path))
     curve = pd.read_parquet(path)
     assert list(curve[N.EPOCH]) == one["steps"]
     assert {N.TEST_ERROR, N.NORM_PERCEPTRON, N.OVERLAP, N.TRAIN_LOSS} <= set(curve.columns)
+
+    # One name per trial, from its parameters: MLflow run name = Tune's trial directory;
+    # the runs are children of the sweep's parent run, in an experiment typed as training.
+    from orchestrator.config import expand_trials, trial_names
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("t")
+    assert exp.tags[N.TAG_EXPERIMENT_KIND] == N.EXPERIMENT_KIND_TRAINING
+    names = trial_names(expand_trials(cfg))
+    assert sorted(names.values()) == [f"perceptron-a{a}-N24-s{s}" for a in (1, 3) for s in (0, 1)]
+    parents = client.search_runs([exp.experiment_id], f"tags.{N.TAG_KIND} = '{N.KIND_SWEEP}'")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent = parents[0]
+    assert "sweep.yaml" in [a.path for a in client.list_artifacts(parent.info.run_id)]
+    assert parent.data.params["version.mlflow"] and parent.data.tags[N.TAG_SOURCE_NAME]
+    trial_dirs = {p.name for p in (tmp_path / "ray" / "t").iterdir() if p.is_dir()}
+    for key, s in state.items():
+        run = client.get_run(s["run_id"])
+        assert run.info.run_name == names[key] and names[key] in trial_dirs
+        assert s["tags"][N.TAG_PARENT_RUN] == parent.info.run_id
+        assert "vit_depth" not in s["params"] and "batch_size" not in s["params"]
 
     # Running the finished sweep again trains nothing and writes no metric.
     assert run_sweep(cfg, verbose=0)["finished"] == 4

@@ -16,10 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-DEFAULT_DIRS = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "authors-curves",
-    Path("/work/shared/data/authors-curves"),
-)
+# the shared/ folder that sits beside a checkout (as on developers' machines and in CI)
+DEFAULT_DIRS = (Path(__file__).resolve().parents[1].parent / "shared" / "data" / "authors-curves",)
 
 
 @dataclass(frozen=True)

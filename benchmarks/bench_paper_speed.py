@@ -34,7 +34,6 @@ import argparse
 import contextlib
 import os
 import statistics
-import struct
 import sys
 import tempfile
 import time
@@ -46,7 +45,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_trainers import write_fake_mnist  # noqa: E402  (same folder: run as a script)
+from bench_trainers import write_fake_mnist, write_mnist_raw  # noqa: E402  (same folder: run as a script)
 
 import trainers.deep as deep  # noqa: E402
 from trainers import TrialConfig  # noqa: E402
@@ -298,15 +297,9 @@ def write_digits_as_mnist(root: Path) -> None:
     xtr, xte, ytr, yte = train_test_split(
         x, d.target, test_size=400, stratify=d.target, random_state=0
     )
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for prefix, xs, ys in [("train", xtr, ytr), ("t10k", xte, yte)]:
-        for suffix, arr in [("images-idx3-ubyte", xs), ("labels-idx1-ubyte", ys.astype(np.uint8))]:
-            with open(raw / f"{prefix}-{suffix}", "wb") as f:
-                f.write(
-                    struct.pack(">HBB", 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
-                )
-                f.write(arr.tobytes())
+    write_mnist_raw(
+        root, {"train": (xtr, ytr.astype(np.uint8)), "t10k": (xte, yte.astype(np.uint8))}
+    )
 
 
 def accuracy(seeds: int, P: int, epochs: int) -> None:

@@ -40,21 +40,35 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def write_idx(path: Path, arr: np.ndarray) -> None:
+    """One uint8 array in the idx format torchvision's MNIST reads (magic, dims, bytes)."""
+    with open(path, "wb") as f:
+        f.write(struct.pack(">HBB", 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape))
+        f.write(arr.tobytes())
+
+
+def write_mnist_raw(root: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """{"train" | "t10k": (images (n, 28, 28) uint8, labels (n,) uint8)} into root/MNIST/raw."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, (x, y) in splits.items():
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", x)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", y)
+
+
 def write_fake_mnist(root: Path, n_train: int, n_test: int) -> None:
     """Random uint8 images in the idx format torchvision's MNIST reads from MNIST/raw."""
     rng = np.random.default_rng(0)
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for prefix, n in [("train", n_train), ("t10k", n_test)]:
-        for suffix, arr in [
-            ("images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)),
-            ("labels-idx1-ubyte", rng.integers(0, 10, n, dtype=np.uint8)),
-        ]:
-            with open(raw / f"{prefix}-{suffix}", "wb") as f:
-                f.write(
-                    struct.pack(">HBB", 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
-                )
-                f.write(arr.tobytes())
+    write_mnist_raw(
+        root,
+        {
+            prefix: (
+                rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+                rng.integers(0, 10, n, dtype=np.uint8),
+            )
+            for prefix, n in [("train", n_train), ("t10k", n_test)]
+        },
+    )
 
 
 def bench_cnn(root: Path, P: int, device: str, n_epochs: int) -> dict[str, float]:

@@ -57,6 +57,15 @@ class TransformerBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+def embed_tokens(
+    x: torch.Tensor, patch_embed: nn.Conv2d, cls_token: torch.Tensor, pos_embed: torch.Tensor
+) -> torch.Tensor:
+    """Images (B, C, H, W) -> tokens (B, 1 + patches, dim): class token first, positions added
+    (both ViTs embed the same way; only their blocks and init differ)."""
+    x = patch_embed(x).flatten(2).transpose(1, 2)  # (B, patches, dim)
+    return torch.cat([cls_token.expand(x.shape[0], -1, -1), x], dim=1) + pos_embed
+
+
 class ViT(nn.Module):
     norm_family = "vit"  # which of the authors' norm rules applies (norms_paper.py)
 
@@ -85,8 +94,7 @@ class ViT(nn.Module):
         self.head = nn.Linear(dim, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, tokens, dim)
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        x = embed_tokens(x, self.patch_embed, self.cls_token, self.pos_embed)
         return self.head(self.norm(self.blocks(x))[:, 0])
 
 
@@ -156,7 +164,6 @@ class PaperViT(nn.Module):
                     nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, tokens, dim)
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        x = embed_tokens(x, self.patch_embed, self.cls_token, self.pos_embed)
         x = self.blocks(self.pos_drop(x))
         return self.head(self.norm(x)[:, 0])

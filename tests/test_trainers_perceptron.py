@@ -187,18 +187,25 @@ def test_batched_matmul_path_equals_the_per_seed_loop():
             assert ra[k] == pytest.approx(rb[k], rel=1e-5, abs=1e-7), k
 
 
-def test_checkpoint_restore_continues_the_same_trajectory(tmp_path):
-    c = cfg(epochs=6, log_schedule="every")
+def straight_and_resumed(c, stop_at: int, path) -> tuple[list, list]:
+    """Records of c run straight through, and of c stopped at epoch stop_at, checkpointed to
+    path, restored into a fresh trainer and run to the end."""
     straight = []
     make_trainer(c).run(straight.append)
-
-    first = make_trainer(c.model_copy(update={"epochs": 3}))
+    first = make_trainer(c.model_copy(update={"epochs": stop_at}))
     resumed = []
     first.run(resumed.append)
-    save_checkpoint(first, tmp_path / "p.pt")
+    save_checkpoint(first, path)
     second = make_trainer(c)
-    load_checkpoint(second, tmp_path / "p.pt")
+    load_checkpoint(second, path)
     second.run(resumed.append)
+    return straight, resumed
+
+
+def test_checkpoint_restore_continues_the_same_trajectory(tmp_path):
+    straight, resumed = straight_and_resumed(
+        cfg(epochs=6, log_schedule="every"), 3, tmp_path / "p.pt"
+    )
     assert resumed == straight
 
 
@@ -276,15 +283,7 @@ def test_adaptive_batch_follows_the_same_path_as_single_seeds():
 
 def test_adaptive_checkpoint_restore_continues_the_same_trajectory(tmp_path):
     c = cfg(epochs=300, step_rule="adaptive", log_schedule=10)
-    straight = []
-    make_trainer(c).run(straight.append)
-    first = make_trainer(c.model_copy(update={"epochs": 120}))
-    resumed = []
-    first.run(resumed.append)
-    save_checkpoint(first, tmp_path / "p.pt")
-    second = make_trainer(c)
-    load_checkpoint(second, tmp_path / "p.pt")
-    second.run(resumed.append)
+    straight, resumed = straight_and_resumed(c, 120, tmp_path / "p.pt")
     after = [r for r in straight if r[EPOCH] > 125]
     assert after and after[-1] == pytest.approx(resumed[-1], rel=1e-6)
 

@@ -30,7 +30,12 @@ from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import LogFormatterSciNotation  # noqa: E402
 
-from analysis.results import GroupResult, master_curve, power_law  # noqa: E402
+from analysis.results import (  # noqa: E402
+    GroupResult,
+    estimate_text,
+    master_curve,
+    power_law,
+)
 
 MAX_POINTS = 150  # per faint per-seed line
 BINS = 60  # log-lambda bins of the displayed seed mean
@@ -466,11 +471,7 @@ def _is_number(v) -> bool:
 
 def _fmt(est) -> str:
     """A value with its interval for a title; never "nan"."""
-    if not np.isfinite(est.value):
-        return NOT_ESTIMATED
-    if est.ci is None or not np.all(np.isfinite(est.ci)):
-        return f"{est.value:.3g}"
-    return f"{est.value:.3g} [{est.ci[0]:.3g}, {est.ci[1]:.3g}]"
+    return estimate_text(est, missing=NOT_ESTIMATED)
 
 
 def save(fig: Figure, path) -> None:

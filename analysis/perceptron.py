@@ -32,6 +32,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from analysis.results import estimate_text
 from common import names as N
 
 THEORY_EXPONENTS = {"gamma1": 0.5, "gamma2": 1.0, "gamma_meas": 0.5}  # Appendix D, Fig. 2
@@ -138,11 +139,7 @@ def with_relative_gamma_meas(
 
 
 def _est(e) -> str:
-    if e is None or not np.isfinite(e.value):
-        return "not estimated"
-    if e.ci is None or not np.all(np.isfinite(e.ci)):
-        return f"{e.value:.3f} (no CI)"
-    return f"{e.value:.3f} [{e.ci[0]:.3f}, {e.ci[1]:.3f}]"
+    return estimate_text(e, fmt=".3f", no_ci=" (no CI)")
 
 
 def exponent_blocks(results: list, group_kinds: dict) -> list[tuple]:

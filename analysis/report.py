@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.io import THEORY_GROUP, InputError, Sweep, load_curves_file, load_mlflow
+from analysis.results import estimate_text
 from analysis.verdict import display_names, verdict
 from common import names as N
 
@@ -386,11 +387,7 @@ def perceptron_comparison(results: list, group_kinds: dict) -> list[dict]:
 
 
 def _est(e) -> str:
-    if not np.isfinite(e.value):
-        return "n/a"
-    if e.ci is None or not np.all(np.isfinite(e.ci)):
-        return f"{e.value:.3g} (no CI)"
-    return f"{e.value:.3g} [{e.ci[0]:.3g}, {e.ci[1]:.3g}]"
+    return estimate_text(e, missing="n/a", no_ci=" (no CI)")
 
 
 def _num(v, fmt: str = ".3g") -> str:

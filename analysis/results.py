@@ -56,6 +56,26 @@ class Estimate:
         return json_safe(asdict(self))
 
 
+def estimate_text(
+    e: Estimate | None,
+    fmt: str = ".3g",
+    missing: str = "not estimated",
+    no_ci: str = "",
+    with_se: bool = False,
+) -> str:
+    """An estimate as text for tables, titles and the verdict, never "nan": "v [lo, hi]";
+    without a finite interval "v +- se (fit se)" (with_se and a finite se) or v + no_ci;
+    missing when there is no finite value."""
+    if e is None or not np.isfinite(e.value):
+        return missing
+    v = format(e.value, fmt)
+    if e.ci is not None and np.all(np.isfinite(e.ci)):
+        return f"{v} [{format(e.ci[0], fmt)}, {format(e.ci[1], fmt)}]"
+    if with_se and e.se is not None and np.isfinite(e.se):
+        return f"{v} +- {e.se:.2g} (fit se)"
+    return v + no_ci
+
+
 @dataclass
 class GroupResult:
     """Everything the report needs about one group (results.json entry via to_dict)."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analysis import results
 from common import names as N
 
 MODELS = {"cnn": "CNN", "resnet": "ResNet", "vit": "ViT", "mlp": "MLP", "perceptron": "Perceptron"}
@@ -84,12 +85,7 @@ class Verdict:
 
 def estimate_text(e) -> str:
     """A value with its interval, or "not estimated" (never "nan")."""
-    if e is None or not np.isfinite(e.value):
-        return "not estimated"
-    if e.ci is None or not np.all(np.isfinite(e.ci)):
-        se = f" +- {e.se:.2g} (fit se)" if e.se is not None and np.isfinite(e.se) else ""
-        return f"{e.value:.3g}{se}"
-    return f"{e.value:.3g} [{e.ci[0]:.3g}, {e.ci[1]:.3g}]"
+    return results.estimate_text(e, with_se=True)
 
 
 def agreement(r) -> tuple[str, bool | None]:

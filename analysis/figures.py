@@ -231,7 +231,9 @@ def fig_eps_opt(
     fig, ax = plt.subplots(figsize=FIGSIZE, constrained_layout=True)
     colors = PColors(result.per_P["P"], label=p_label)
     _opt_axes(ax, result, "eps_opt", colors, p_label)
-    used = _used(result)
+    # the laws in P take every P with an optimum (analysis/fit.py, step 5), so does the anchor
+    per_P = result.per_P
+    used = per_P[~per_P["at_edge"].astype(bool)] if "at_edge" in per_P else per_P
     used = used[_positive(used["P"].to_numpy(float), used["eps_opt"].to_numpy(float))]
     P = np.geomspace(result.per_P["P"].min(), result.per_P["P"].max(), 50)
     meas, pred = result.gamma_meas, result.gamma_pred

@@ -14,11 +14,12 @@ squares), collapse, bootstrap. The pipeline for one group, in the order it runs:
    flagged and left out of every optimum-based step, except under rule 1b.
 1b. End of training (rule "flat end"; real curves, e.g. the authors' ResNet runs, often stop
    near their optimum, still falling slowly): when at least half of a group's curves end at
-   their minimum, every such curve that has flattened (its final slope, over the last fifth
-   of its log-lambda span, is at most a third of its steepest slope; scale-free, so a ViT
-   curve over 30 decades reads like a CNN curve over one) keeps its last-point optimum, as
-   the paper's hand analysis does; flagged. A lone curve cut short still counts as at the
-   edge (it is more likely a run stopped early than a saturated curve).
+   their minimum or on a plateau, the plateau curves, too, take their lowest point as the
+   optimum (one convention per group), and every curve that has flattened (its final slope,
+   over the last fifth of its log-lambda span, is at most a third of its steepest slope;
+   scale-free, so a ViT curve over 30 decades reads like a CNN curve over one) keeps its
+   last-point optimum, as the paper's hand analysis does; flagged. A lone curve cut short
+   still counts as at the edge (it is more likely a run stopped early than a saturated one).
    The curve is also put on a common grid in u = log lambda (step 0.05 decades): bin means of
    log eps, holes inside the curve filled by linear interpolation; a non-monotone norm (weight
    decay) is handled here because bins average all visits of a lambda range.
@@ -29,16 +30,26 @@ squares), collapse, bootstrap. The pipeline for one group, in the order it runs:
    to the mean of the upper half of the P values (the reference master curve); a P passes if
    it is within max(0.05, 3 x the median distance among the reference curves); P_min is the
    smallest P from which on every P passes and reaches its minimum.
-4. Window (rule "auto:slope"): on each used P's collapsed curve, the local log-log slope over
-   +-4 bins; for x <= 0.3 take the median early slope s* and the contiguous run of bins,
-   around the steepest one, with slope <= 0.8 s*; the window is the intersection of these
-   runs over the used P (the early power-law region shared by all curves, well before the
-   minimum). Real curves of different lengths: a P without such a run does not veto the
-   window (at least half of the used P must have one; the others are flagged), and when the
-   runs do not overlap the window is their median bounds ("auto:slope-median", flagged).
+4. Window (rule "auto:slope", the paper's "pure power-law region", App. F): on each used P's
+   collapsed curve, the local log-log slope by least squares over +-h bins, h = 1/16 of the
+   median seed's descent from its first point to lambda_opt (at least 4 bins; scale-free, so
+   a ViT curve over 30 decades of norm reads like a CNN curve over one, and a CNN whose curves
+   fall only just before their minimum is still read). Around the steepest point before the
+   minimum (x <= 1) take the contiguous run whose slope is at least 0.6 of the steepest: with
+   Eq. 2, s/s_max = k1 x^-gamma1 / (k1 x^-gamma1 + q1), so the run holds the points where the
+   power law carries at least 1.5 times the offset and ends before the bend into the minimum.
+   The window is the intersection of the runs of the used P whose run holds the centre of
+   the runs' median bounds (a plain intersection lets one odd curve shrink it to a few
+   bins). A P without a descent does not veto the window (at least half of the used P must
+   have one; the others are flagged); runs left out of the intersection are flagged
+   ("auto:slope-median").
 5. gamma1, k1, q1: least squares of log(eps/eps_opt) against log(k1 x^-gamma1 + q1) (Eq. 2)
    over every used curve's binned points in the window; gamma2, k2, q2 from log lambda_opt(P)
-   against log(k2 P^gamma2 + q2) (Eq. 3); gamma_meas from eps_opt(P) = k P^-gamma + q.
+   against log(k2 P^gamma2 + q2) (Eq. 3); gamma_meas from eps_opt(P) = k P^-gamma + q. These
+   two laws in P take every P with an optimum, not only P >= P_min: Eq. 3 and eps_opt(P) hold
+   over the whole range with their offsets (Sec. 3), P_min only says where the curves
+   collapse (Eq. 4), which gamma1 needs; the authors, too, fitted lambda_0(P) over all P in
+   most groups (groups.json, gamma2_P_range).
    Offsets need >= 4 points and stay below the smallest value. q1 is kept only if it is
    significant (F-test at 5%), positive and not at its upper bound; q2 and the offset of
    eps_opt(P) are always fitted, of either sign (laws.fit_law says why: the bootstrap
@@ -89,9 +100,9 @@ __all__ = [
     "seed_optimum",
 ]
 
-SLOPE_HALF = 4  # local slope over +-4 bins (0.4 decades): noisy curves need the averaging
-SLOPE_FRACTION = 0.8  # window: slope at least 80% of the steepest early slope
-X_CAP = 0.3  # window: never beyond 0.3 lambda_opt (well before the minimum)
+SLOPE_HALF = 4  # local slope over at least +-4 bins (0.4 decades): noise needs the averaging
+SLOPE_SPAN = 1 / 16  # ... and over +-1/16 of the descent to lambda_opt (scale-free)
+SLOPE_FRACTION = 0.6  # window: the run around the steepest point with slope >= 0.6 of it
 MIN_SEEDS = 5
 EDGE_MAJORITY = 0.5  # end-of-training rule: at least half the curves end at their minimum
 
@@ -188,27 +199,35 @@ def _auto_p_min(pre, y, L, valid):
     return used
 
 
+def _slope_half(pre: Prepared) -> int:
+    """Half-width, in bins, of the local-slope fit: a fixed fraction of the median seed's
+    descent (first point to lambda_opt), so that a ViT curve over 30 decades of norm is read
+    like a CNN curve over one; at least SLOPE_HALF bins (noise). From the data, not the
+    resample, so every bootstrap row uses the same rule."""
+    first = np.argmax(np.isfinite(pre.M), axis=1)
+    descent = (pre.lu - pre.u[first]) / BIN
+    ok = np.isfinite(descent) & ~pre.edge
+    if not ok.any():
+        return SLOPE_HALF
+    return max(SLOPE_HALF, int(round(SLOPE_SPAN * float(np.median(descent[ok])))))
+
+
 def _auto_window(pre, m, L, used):
     """Rule "auto:slope" (module docstring, step 4). Returns log lo, log hi, whether the median
     bounds were used (R,) and which P have a run (R, nP)."""
     R, nP, B = m.shape
-    j = np.arange(-SLOPE_HALF, SLOPE_HALF + 1)
+    h = _slope_half(pre)
+    j = np.arange(-h, h + 1)
     s = np.full_like(m, np.nan)
-    inner = slice(SLOPE_HALF, B - SLOPE_HALF)
-    if B > 2 * SLOPE_HALF:
-        s[:, :, inner] = sum(jj * m[:, :, SLOPE_HALF + jj : B - SLOPE_HALF + jj] for jj in j) / (
+    if B > 2 * h:
+        s[:, :, h : B - h] = sum(jj * m[:, :, h + jj : B - h + jj] for jj in j) / (
             BIN * np.sum(j**2)
         )
     logx = pre.u[None, None, :] - L[:, :, None]
-    consider = used[:, :, None] & (logx <= math.log(X_CAP)) & np.isfinite(s)
+    consider = used[:, :, None] & (logx <= 0.0) & np.isfinite(s)
     sc = np.where(consider, s, np.inf)
     peak = np.argmin(sc, axis=2)
-    # the reference slope is the median early slope, not the steepest one: the steepest bin of
-    # a noisy curve is a noise spike and would shrink the window to a few bins
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # curves with no early bins: NaN
-        s_peak = np.nanmedian(np.where(consider, s, np.nan), axis=2)
-    s_peak = np.where(np.isfinite(s_peak), s_peak, np.inf)
+    s_peak = np.take_along_axis(sc, peak[:, :, None], axis=2)[:, :, 0]
     good = consider & (s <= SLOPE_FRACTION * s_peak[:, :, None]) & (s_peak[:, :, None] < 0)
     b = np.arange(B)[None, None, :]
     left = np.where(~good & (b < peak[:, :, None]), b, -1).max(axis=2) + 1
@@ -217,15 +236,20 @@ def _auto_window(pre, m, L, used):
     with np.errstate(invalid="ignore"):
         lo_P = np.where(ok, pre.u[np.clip(left, 0, B - 1)] - L, -np.inf)
         hi_P = np.where(ok, pre.u[np.clip(right, 0, B - 1)] - L, np.inf)
-    # the intersection of the runs (the early region shared by all curves); when real curves
-    # of different lengths leave it empty, the median bounds over the P that have a run
-    lo, hi = lo_P.max(axis=1), hi_P.min(axis=1)
+    # the window is the intersection of the runs (the region every curve's power law covers)
+    # over the P whose run holds the centre of the runs' median bounds: a plain intersection
+    # lets one odd curve (a late start, a flat stretch) shrink it to a few bins, which on the
+    # authors' curves gave gamma1 of either sign; the P left out are flagged
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # rows with no run: NaN, flagged below
-        lo_med = np.nanmedian(np.where(ok, lo_P, np.nan), axis=1)
-        hi_med = np.nanmedian(np.where(ok, hi_P, np.nan), axis=1)
-    empty = ~(hi > lo)
-    lo, hi = np.where(empty, lo_med, lo), np.where(empty, hi_med, hi)
+        c = 0.5 * (
+            np.nanmedian(np.where(ok, lo_P, np.nan), axis=1)
+            + np.nanmedian(np.where(ok, hi_P, np.nan), axis=1)
+        )
+    member = ok & (lo_P <= c[:, None]) & (hi_P >= c[:, None])
+    lo = np.where(member, lo_P, -np.inf).max(axis=1)
+    hi = np.where(member, hi_P, np.inf).min(axis=1)
+    empty = (member.sum(axis=1) < ok.sum(axis=1)) & member.any(axis=1)
     # a P without an early power law (a short or flat start, common on real curves) does not
     # veto the window of the others; at least half the used P must have one
     bad = (ok.sum(axis=1) < np.maximum(1, 0.5 * used.sum(axis=1))) | ~(hi > lo)
@@ -257,8 +281,11 @@ def _rows(pre: Prepared, W: np.ndarray, choices: Choices) -> Rows:
     # cost (laws.fit_law says why); one seed per P has no bootstrap, so keep them only where
     # an F-test says the points determine them (rule "laws in P" in the module docstring)
     one_seed = bool(np.all(np.bincount(pre.strata) == 1))
-    law2 = fit_law(logP, L, used, sign=1.0, select=one_seed)
-    law_meas = fit_law(logP, E, used, sign=-1.0, select=one_seed)
+    # Eq. 3 and eps_opt(P) are laws over the whole range of P (their offsets q2, q_meas
+    # absorb the small-P regime, Sec. 3): every P with an optimum enters them; P_min only
+    # says where the curves collapse (Eq. 4), which gamma1 needs
+    law2 = fit_law(logP, L, valid, sign=1.0, select=one_seed)
+    law_meas = fit_law(logP, E, valid, sign=-1.0, select=one_seed)
     S, rms, n = cl.houdayer_hartmann(y, dy2 if np.isfinite(dy2).any() else None, L, BIN, used)
     return Rows(
         L=L,
@@ -424,8 +451,23 @@ def _analyse_group(name: str, g: pd.DataFrame, choices: Choices) -> GroupResult:
 
 
 def _accept_flat_ends(pre: Prepared, flags: list[str]) -> None:
-    """Rule "end of training" (module docstring, step 1b), in place on pre.edge."""
-    if pre.edge.mean() < EDGE_MAJORITY or not pre.flat_end.any():
+    """Rule "end of training" (module docstring, step 1b), in place on pre.edge, pre.lu, pre.lv.
+
+    A saturated curve (plateau onset, step 1) also ends at its lowest level; when most curves
+    do, the group takes one convention, the end of training, for all of them: a mixture puts
+    lambda_opt of some P a decade before that of their neighbours (on the authors' CNN/SGD
+    curves, three of six) and scatters both the collapse and Eq. 3."""
+    ends = pre.edge | pre.plateau
+    if ends.mean() < EDGE_MAJORITY:
+        return
+    if pre.plateau.any():
+        k = pre.plateau
+        pre.lu[k], pre.lv[k] = pre.lu_end[k], pre.lv_end[k]
+        flags.append(
+            f"{int(k.sum())} saturated curves take the end of training as their optimum too "
+            "(most curves of the group end at their lowest level: one convention per group)"
+        )
+    if not pre.flat_end.any():
         return
     n = int(pre.flat_end.sum())
     pre.edge &= ~pre.flat_end
@@ -491,22 +533,25 @@ def _pipeline_flags(pre, rows, seeds_per_P, one_seed, choices, flags) -> None:
         )
     for i in np.flatnonzero(~rows.valid[0]):
         flags.append(f"P={num(pre.P[i])}: no seed reached its minimum; P left out of the fits")
-    n_used = int(rows.used[0].sum())
-    if n_used < 3:
-        flags.append(f"too few P values ({n_used}) for gamma2 and gamma_meas (need >= 3)")
+    n_used, n_valid = int(rows.used[0].sum()), int(rows.valid[0].sum())
+    if n_valid < 3:
+        flags.append(f"too few P values ({n_valid}) for gamma2 and gamma_meas (need >= 3)")
     if not np.isfinite(rows.win_lo[0]):
         flags.append(
             "no early power-law window found: gamma1 not estimated "
-            f"({int(rows.has_run[0].sum())} of {n_used} used P have a run of steady slope "
-            f"below x = {X_CAP}; at least half must)"
+            f"({int(rows.has_run[0].sum())} of {n_used} used P fall before their minimum; "
+            "at least half must)"
         )
     else:
         lacking = np.flatnonzero(rows.used[0] & ~rows.has_run[0])
         if len(lacking):
             shown = ", ".join(str(num(p)) for p in pre.P[lacking])
-            flags.append(f"P={shown}: no early run of steady slope; window from the other P")
+            flags.append(f"P={shown}: no descent before the minimum; window from the other P")
         if rows.win_median[0]:
-            flags.append("early runs do not overlap across P: window = their median bounds")
+            flags.append(
+                "early runs do not all overlap across P: the window is the intersection of "
+                "those around the median"
+            )
     if np.isfinite(rows.win_lo[0]) and rows.law1.npts[0] < 3:
         flags.append(f"window holds only {int(rows.law1.npts[0])} points: gamma1 not estimated")
     for law, label in ((rows.law1, "q1"), (rows.law2, "q2"), (rows.law_meas, "q of eps_opt(P)")):

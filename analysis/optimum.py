@@ -48,8 +48,13 @@ def end_flatness(u: np.ndarray, v: np.ndarray) -> float:
     return float(max(-last, 0.0) / -np.nanmin(slope))
 
 
-def seed_optimum(u: np.ndarray, v: np.ndarray) -> tuple[float, float, bool, bool]:
+def seed_optimum(
+    u: np.ndarray, v: np.ndarray, plateau: bool = True
+) -> tuple[float, float, bool, bool]:
     """(log lambda_opt, log eps_opt, at_edge, parabola_used) of one curve, u sorted ascending.
+
+    plateau=False skips the plateau-onset rule: a saturated curve then reads as ending at its
+    minimum (the end-of-training convention of analysis/fit.py, rule 1b).
 
     The parabola through the points near the minimum removes the grid quantisation of a plain
     argmin (DESIGN.md pitfalls); the running mean keeps one noisy point from posing as minimum.
@@ -81,7 +86,7 @@ def seed_optimum(u: np.ndarray, v: np.ndarray) -> tuple[float, float, bool, bool
     noise_d2 = 1.4826 * np.median(np.abs(d2 - np.median(d2))) / math.sqrt(6.0) if n > 3 else 0.0
     jl, jr = run_within(max(0.02, 2.0 * max(noise_fit, noise_d2)))
     at_edge = jr == n - 1 or jl == 0
-    if jr == n - 1 and jl > 0 and u[-1] - u[jl] >= PLATEAU_SPAN:
+    if plateau and jr == n - 1 and jl > 0 and u[-1] - u[jl] >= PLATEAU_SPAN:
         # Saturated, not overfitting (the paper's curves "overfit or saturate"): the curve
         # fell, then stayed within delta of its lowest level for PLATEAU_SPAN or more. The
         # optimum is where the plateau begins: the smallest norm reaching the best error.
@@ -110,6 +115,9 @@ class Prepared:
     lv: np.ndarray  # (S,) log eps_opt per seed
     edge: np.ndarray  # (S,) minimum at the edge of the curve
     flat_end: np.ndarray  # (S,) minimum at the right edge of a curve that has flattened
+    plateau: np.ndarray  # (S,) optimum at a plateau onset (a saturated curve)
+    lu_end: np.ndarray  # (S,) a plateau curve's optimum without the plateau rule (else lu)
+    lv_end: np.ndarray
     u: np.ndarray  # (B,) grid centres of log lambda
     M: np.ndarray  # (S, B) per-seed log eps on the grid (NaN outside the curve)
     n_nonmonotone: int
@@ -145,6 +153,7 @@ def prepare(df: pd.DataFrame) -> Prepared:
     B = int(np.floor((u_all.max() - u0) / BIN)) + 1
     centres = u0 + BIN * np.arange(B)
     keys, lu, lv, edge, flat_end, strata, M = [], [], [], [], [], [], []
+    plateau, lu_end, lv_end = [], [], []
     n_nonmono = n_parabola = 0
     # one stable sort by (P, seed) keeps each curve's training order; split at the boundaries
     Pv, sv = df["P"].to_numpy(float), pd.factorize(df["seed"], sort=True)
@@ -165,6 +174,10 @@ def prepare(df: pd.DataFrame) -> Prepared:
         uu, vv = np.log(lam[order]), np.log(eps_all[a_:b_][order])
         a, b, e, used_parabola = seed_optimum(uu, vv)
         n_parabola += used_parabola
+        a2, b2, e2, _ = seed_optimum(uu, vv, plateau=False)
+        plateau.append(bool(e2 and not e and not used_parabola and a2 != a))
+        lu_end.append(a2 if plateau[-1] else a)
+        lv_end.append(b2 if plateau[-1] else b)
         m = on_grid(uu, vv, centres, u0)
         keys.append(s)
         lu.append(a)
@@ -182,6 +195,9 @@ def prepare(df: pd.DataFrame) -> Prepared:
         lv=np.array(lv),
         edge=np.array(edge, dtype=bool),
         flat_end=np.array(flat_end, dtype=bool),
+        plateau=np.array(plateau, dtype=bool),
+        lu_end=np.array(lu_end),
+        lv_end=np.array(lv_end),
         u=centres,
         M=np.array(M),
         n_nonmonotone=n_nonmono,

@@ -26,8 +26,9 @@ from analysis.fit import Choices, analyse
 OUT = Path(__file__).resolve().parents[1] / "docs" / "authors-curves.md"
 RULES = {
     "flat end (1b)": "optimum at the end of training",
-    "P without run (4)": "no early run of steady slope",
-    "median window (4)": "early runs do not overlap",
+    "saturated: one convention (1b)": "saturated curves take the end of training",
+    "P without descent (4)": "no descent before the minimum",
+    "runs do not overlap (4)": "early runs do not all overlap",
     "no window": "no early power-law window found",
     "edge left out (1)": "minimum at the edge of the curve",
 }

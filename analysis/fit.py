@@ -34,10 +34,13 @@ squares), collapse, bootstrap. The pipeline for one group, in the order it runs:
    collapsed curve, the local log-log slope by least squares over +-h bins, h = 1/16 of the
    median seed's descent from its first point to lambda_opt (at least 4 bins; scale-free, so
    a ViT curve over 30 decades of norm reads like a CNN curve over one, and a CNN whose curves
-   fall only just before their minimum is still read). Around the steepest point before the
-   minimum (x <= 1) take the contiguous run whose slope is at least 0.6 of the steepest: with
-   Eq. 2, s/s_max = k1 x^-gamma1 / (k1 x^-gamma1 + q1), so the run holds the points where the
-   power law carries at least 1.5 times the offset and ends before the bend into the minimum.
+   fall only just before their minimum is still read). Around the steepest point at
+   x <= 0.3 (Eq. 2 is the early regime, well before the minimum) take the contiguous run
+   whose slope is at least 0.6 of the steepest: with Eq. 2, s/s_max = k1 x^-gamma1 /
+   (k1 x^-gamma1 + q1), so the run holds the points where the power law carries at least 1.5
+   times the offset. A curve that falls only near its minimum (its slope at x <= 0.3 never
+   reaches 0.6 of its steepest before x = 1; the authors' CNN under L1, Frobenius and (2,1)
+   norms, where they fitted 0.5 <= x <= 0.8) has its run sought up to the minimum (flagged).
    The window is the intersection of the runs of the used P whose run holds the centre of
    the runs' median bounds (a plain intersection lets one odd curve shrink it to a few
    bins). A P without a descent does not veto the window (at least half of the used P must
@@ -103,6 +106,7 @@ __all__ = [
 SLOPE_HALF = 4  # local slope over at least +-4 bins (0.4 decades): noise needs the averaging
 SLOPE_SPAN = 1 / 16  # ... and over +-1/16 of the descent to lambda_opt (scale-free)
 SLOPE_FRACTION = 0.6  # window: the run around the steepest point with slope >= 0.6 of it
+X_CAP = 0.3  # ... at x <= 0.3 (Eq. 2, the early regime), unless the curve falls only later
 MIN_SEEDS = 5
 EDGE_MAJORITY = 0.5  # end-of-training rule: at least half the curves end at their minimum
 
@@ -120,6 +124,7 @@ class Rows:
     win_hi: np.ndarray
     win_median: np.ndarray  # (R,) window from the median bounds (the runs did not overlap)
     has_run: np.ndarray  # (R, nP) P has an early power-law run (auto window only)
+    late: np.ndarray  # (R, nP) P falls only near its minimum: run sought up to it
     law1: LawFit  # Eq. 2 on the collapsed curves
     law2: LawFit  # Eq. 3: lambda_opt(P)
     law_meas: LawFit  # eps_opt(P)
@@ -213,8 +218,9 @@ def _slope_half(pre: Prepared) -> int:
 
 
 def _auto_window(pre, m, L, used):
-    """Rule "auto:slope" (module docstring, step 4). Returns log lo, log hi, whether the median
-    bounds were used (R,) and which P have a run (R, nP)."""
+    """Rule "auto:slope" (module docstring, step 4). Returns log lo, log hi, whether some runs
+    were left out of the intersection (R,), which P have a run and which P's run was sought
+    up to the minimum (R, nP)."""
     R, nP, B = m.shape
     h = _slope_half(pre)
     j = np.arange(-h, h + 1)
@@ -224,7 +230,15 @@ def _auto_window(pre, m, L, used):
             BIN * np.sum(j**2)
         )
     logx = pre.u[None, None, :] - L[:, :, None]
-    consider = used[:, :, None] & (logx <= 0.0) & np.isfinite(s)
+    before = used[:, :, None] & (logx <= 0.0) & np.isfinite(s)
+    early = before & (logx <= math.log(X_CAP))
+    # Eq. 2 is the early regime: the run is sought at x <= X_CAP, unless the curve falls only
+    # near its minimum (its early slope never reaches SLOPE_FRACTION of its steepest one;
+    # e.g. the authors' CNN under L1 norm), where it is sought up to the minimum (flagged)
+    s_all = np.where(before, s, np.inf).min(axis=2)
+    s_early = np.where(early, s, np.inf).min(axis=2)
+    late = np.isfinite(s_all) & ~(s_early <= SLOPE_FRACTION * s_all)
+    consider = np.where(late[:, :, None], before, early)
     sc = np.where(consider, s, np.inf)
     peak = np.argmin(sc, axis=2)
     s_peak = np.take_along_axis(sc, peak[:, :, None], axis=2)[:, :, 0]
@@ -253,7 +267,7 @@ def _auto_window(pre, m, L, used):
     # a P without an early power law (a short or flat start, common on real curves) does not
     # veto the window of the others; at least half the used P must have one
     bad = (ok.sum(axis=1) < np.maximum(1, 0.5 * used.sum(axis=1))) | ~(hi > lo)
-    return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi), empty & ~bad, ok
+    return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi), empty & ~bad, ok, late & ok
 
 
 def _rows(pre: Prepared, W: np.ndarray, choices: Choices) -> Rows:
@@ -266,12 +280,13 @@ def _rows(pre: Prepared, W: np.ndarray, choices: Choices) -> Rows:
     else:
         used = valid & (pre.P[None, :] >= choices.p_min)
     if choices.window is None:
-        lo, hi, win_median, has_run = _auto_window(pre, m, L, used)
+        lo, hi, win_median, has_run, late = _auto_window(pre, m, L, used)
     else:  # an open bound is -inf / +inf
         lo_, hi_ = choices.window
         lo = np.full(R, -np.inf if lo_ is None else math.log(lo_))
         hi = np.full(R, np.inf if hi_ is None else math.log(hi_))
         win_median, has_run = np.zeros(R, dtype=bool), used.copy()
+        late = np.zeros_like(used)
     logx = pre.u[None, None, :] - L[:, :, None]
     inwin = used[:, :, None] & np.isfinite(y) & (logx >= lo[:, None, None])
     inwin &= logx <= hi[:, None, None]
@@ -297,6 +312,7 @@ def _rows(pre: Prepared, W: np.ndarray, choices: Choices) -> Rows:
         win_hi=np.exp(hi),
         win_median=win_median,
         has_run=has_run,
+        late=late,
         law1=law1.without_few(),
         law2=law2.without_few(),
         law_meas=law_meas.without_few(),
@@ -547,6 +563,13 @@ def _pipeline_flags(pre, rows, seeds_per_P, one_seed, choices, flags) -> None:
         if len(lacking):
             shown = ", ".join(str(num(p)) for p in pre.P[lacking])
             flags.append(f"P={shown}: no descent before the minimum; window from the other P")
+        late = np.flatnonzero(rows.late[0])
+        if len(late):
+            shown = ", ".join(str(num(p)) for p in pre.P[late])
+            flags.append(
+                f"P={shown}: the curve falls only near its minimum (no early descent at "
+                f"x <= {X_CAP}): its window was sought up to the minimum"
+            )
         if rows.win_median[0]:
             flags.append(
                 "early runs do not all overlap across P: the window is the intersection of "

@@ -119,7 +119,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="do not log the report back to MLflow as a kind=report run",
     )
     args = p.parse_args(argv)
-    args.no_progress = cli.verbosity(args) == cli.QUIET  # --no-progress: the old --quiet
+    args.no_progress = cli.verbosity(args) == cli.QUIET  # --no-progress: --quiet's old name
     cli.quiet_libraries(cli.verbosity(args))
     return args
 

@@ -211,13 +211,12 @@ def preset_names() -> list[str]:
 def _source_text(source: str | None) -> tuple[str, str]:
     """(text, what to call it in messages) of a YAML file path or a preset name.
 
-    An existing file wins over a preset of the same name; anything that names neither is
-    refused with the list of presets (or, if it looks like a path, as a missing file).
+    A file wins over a preset of the same name (a directory does not); anything that names
+    neither is refused with the list of presets (or, if it looks like a path, as a missing
+    file).
     """
-    if source is not None and Path(source).exists():
-        path = Path(source)
-        if path.is_dir():
-            raise ConfigError(f"config: {path} is a directory, not a YAML file")
+    path = Path(source) if source else None
+    if path is not None and path.is_file():
         try:
             return path.read_text(encoding="utf-8"), str(path)
         except UnicodeDecodeError:
@@ -228,6 +227,8 @@ def _source_text(source: str | None) -> tuple[str, str]:
     if name in preset_names():
         text = resources.files(PRESETS_PACKAGE).joinpath(f"{name}.yaml").read_text("utf-8")
         return text, f"preset {name!r}"
+    if path is not None and path.is_dir():
+        raise ConfigError(f"config: {path} is a directory, not a YAML file")
     if "/" in name or os.sep in name or name.endswith((".yaml", ".yml", ".json")):
         raise ConfigError(f"config: file not found: {name}")
     raise ConfigError(

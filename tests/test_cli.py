@@ -93,12 +93,17 @@ def test_the_sweep_takes_the_same_set_and_names_the_key(capsys):
 # --- presets ---------------------------------------------------------------------------------
 
 
-def test_presets_by_name_a_file_path_wins_and_unknown_names_list_the_presets(tmp_path):
+def test_presets_by_name_a_file_path_wins_and_unknown_names_list_the_presets(tmp_path, monkeypatch):
     names = preset_names()
     assert {"perceptron", "perceptron-mse", "digits-cnn", "paper-table1"} <= set(names)
     assert load_raw(None) == load_raw("perceptron")  # the default preset
     (tmp_path / "perceptron").write_text("name: mine\nblocks: [{P: [10]}]\n")
     assert load_raw(str(tmp_path / "perceptron"))["name"] == "mine"  # a file, not the preset
+    (tmp_path / "digits-cnn").mkdir()  # a folder of that name (a report?) is no config
+    monkeypatch.chdir(tmp_path)
+    assert load_raw("digits-cnn")["name"] == "digits-cnn"
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_raw(str(tmp_path / "digits-cnn"))
     with pytest.raises(ConfigError) as e:
         load_raw("percepton")
     assert str(e.value) == (

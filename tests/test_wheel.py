@@ -1,7 +1,8 @@
 """A non-editable install works: the wheel carries the presets and the console scripts.
 
 The wheel is built from a copy of the sources (nothing is written into the checkout) with this
-environment's own setuptools (`--no-build-isolation`: no network), unpacked, and run from a
+environment's own setuptools where it can build wheels (`--no-build-isolation`: no network;
+else pip fetches the build backend as for any install), unpacked, and run from a
 directory outside the checkout with only the unpacked wheel on PYTHONPATH, so a file that is
 in the repository but not in the wheel (the presets once were) makes these tests fail.
 `.ci/run` does the same through a real `pip install` of the wheel into a fresh venv and the
@@ -10,6 +11,7 @@ console scripts themselves.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -29,10 +31,20 @@ VERSION = re.search(r'^version = "([^"]+)"', PYPROJECT, re.M).group(1)
 PACKAGES = ("theory", "trainers", "orchestrator", "analysis", "common")
 
 
+def _builds_wheels_here() -> bool:
+    """Whether this environment's setuptools builds wheels: from 70.1 bdist_wheel is built in,
+    before it needs the `wheel` package (a Python 3.11 venv starts with setuptools 65)."""
+    try:
+        import setuptools
+    except ImportError:
+        return False
+    major, minor = (int(x) for x in re.findall(r"\d+", setuptools.__version__)[:2])
+    return (major, minor) >= (70, 1) or importlib.util.find_spec("wheel") is not None
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     """The wheel, built from a copy of the sources and unpacked: a site-packages of its own."""
-    pytest.importorskip("setuptools", reason="--no-build-isolation builds with this setuptools")
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"
     src.mkdir()
@@ -40,7 +52,8 @@ def site(tmp_path_factory) -> Path:
         shutil.copy(ROOT / f, src / f)
     for pkg in PACKAGES:
         shutil.copytree(ROOT / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+    cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps"]
+    cmd += ["--no-build-isolation"] if _builds_wheels_here() else []
     r = subprocess.run(
         [*cmd, "-w", str(tmp / "dist"), str(src)], capture_output=True, text=True, timeout=300
     )

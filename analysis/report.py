@@ -37,6 +37,7 @@ import pandas as pd
 from analysis.io import THEORY_GROUP, InputError, Sweep, load_curves_file, load_mlflow
 from analysis.results import estimate_text
 from analysis.verdict import display_names, verdict
+from common import cli
 from common import names as N
 
 # The fixed-norm perceptron's exponents (paper, Sec. 2 and Appendix D), for the comparison.
@@ -50,9 +51,9 @@ ALPHA = r"$\alpha = P/N$"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m analysis.report",
-        description="Fit the dynamical scaling exponents (gamma1, gamma2, gamma_pred, gamma_meas) "
+    p = cli.parser(
+        "analysis.report",
+        "Fit the dynamical scaling exponents (gamma1, gamma2, gamma_pred, gamma_meas) "
         "with seed-bootstrap intervals, measure the collapse, draw the paper's figures, and "
         "write report.html, report.md, results.json and PNGs. Default input: the sweep this "
         "directory ran last (its own record), else the latest experiment in the MLflow store.",
@@ -66,11 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--curves",
         help="tidy curves file (.csv/.parquet): group?, P, seed, lambda, test_error, epoch?",
     )
-    p.add_argument("--out", help="output directory (default: reports/<name>/)")
-    p.add_argument(
-        "--tracking-uri",
-        help=f"MLflow tracking URI (default: $MLFLOW_TRACKING_URI or {N.DEFAULT_TRACKING_URI})",
-    )
+    cli.add_out(p, "output directory (default: reports/<name>/)", metavar="DIR")
+    cli.add_tracking_uri(p)
     p.add_argument(
         "--norm",
         help="logged norm used as lambda (default: "
@@ -108,14 +106,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
-    p.add_argument("--n-jobs", type=int, default=1, help="worker processes for the bootstrap")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--n-jobs", type=int, default=1, help="threads for the bootstrap (default 1)")
+    cli.add_verbosity(
+        p,
+        verbose_help="-v: the libraries' warnings too; -vv: also their INFO logs",
+        quiet_help="no progress bars or messages: only the last line and errors",
+    )
+    p.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
         "--no-log",
         action="store_true",
         help="do not log the report back to MLflow as a kind=report run",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.no_progress = cli.verbosity(args) == cli.QUIET  # --no-progress: --quiet's old name
+    cli.quiet_libraries(cli.verbosity(args))
+    return args
 
 
 def choices_from_args(args: argparse.Namespace):

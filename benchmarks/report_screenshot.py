@@ -110,7 +110,7 @@ def synthetic_report(out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     pd.concat([ok, few]).to_csv(csv, index=False)
     rc = report.main(["--curves", str(csv), "--out", str(out / "report"), "--n-boot", "50",
-                      "--no-progress"])  # fmt: skip
+                      "--quiet"])  # fmt: skip
     if rc != 0:
         raise RuntimeError(f"analysis.report exited with {rc}")
     return out / "report" / "report.html"

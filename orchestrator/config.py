@@ -16,6 +16,8 @@ import hashlib
 import itertools
 import json
 import math
+import os
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,9 +25,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from common import names as N
+from common.cli import SetError, apply_sets, set_dotted
 from trainers import TrialConfig
 
-CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+PRESETS_PACKAGE = "orchestrator.presets"  # NAME.yaml files shipped inside the package
 DEFAULT_PRESET = "perceptron"
 
 
@@ -199,62 +202,51 @@ def _jsonable(x: Any) -> Any:
 # Loading: YAML file or preset name, plus --set overrides
 
 
-def preset_path(name: str) -> Path:
-    return CONFIGS_DIR / f"{name}.yaml"
+def preset_names() -> list[str]:
+    """The presets shipped in the package (orchestrator/presets/NAME.yaml), sorted."""
+    files = resources.files(PRESETS_PACKAGE).iterdir()
+    return sorted(f.name.removesuffix(".yaml") for f in files if f.name.endswith(".yaml"))
+
+
+def _source_text(source: str | None) -> tuple[str, str]:
+    """(text, what to call it in messages) of a YAML file path or a preset name.
+
+    A file wins over a preset of the same name (a directory does not); anything that names
+    neither is refused with the list of presets (or, if it looks like a path, as a missing
+    file).
+    """
+    path = Path(source) if source else None
+    if path is not None and path.is_file():
+        try:
+            return path.read_text(encoding="utf-8"), str(path)
+        except UnicodeDecodeError:
+            raise ConfigError(f"config: {path} is not UTF-8 text") from None
+        except OSError as e:
+            raise ConfigError(f"config: cannot read {path} ({e.strerror or e})") from None
+    name = source or DEFAULT_PRESET
+    if name in preset_names():
+        text = resources.files(PRESETS_PACKAGE).joinpath(f"{name}.yaml").read_text("utf-8")
+        return text, f"preset {name!r}"
+    if path is not None and path.is_dir():
+        raise ConfigError(f"config: {path} is a directory, not a YAML file")
+    if "/" in name or os.sep in name or name.endswith((".yaml", ".yml", ".json")):
+        raise ConfigError(f"config: file not found: {name}")
+    raise ConfigError(
+        f"config: {name!r} is neither a file nor a preset; presets: {', '.join(preset_names())}"
+    )
 
 
 def load_raw(source: str | None) -> dict[str, Any]:
-    """Read a YAML file (or a preset name from configs/) with the safe loader."""
-    path = Path(source) if source else preset_path(DEFAULT_PRESET)
-    if source and not path.exists() and preset_path(source).exists():
-        path = preset_path(source)
-    if not path.exists():
-        raise ConfigError(f"config: file not found: {path}")
-    if path.is_dir():
-        raise ConfigError(f"config: {path} is a directory, not a YAML file")
+    """Read a YAML file or a preset (default: DEFAULT_PRESET) with the safe loader."""
+    text, what = _source_text(source)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"config: {path} is not UTF-8 text") from None
-    except OSError as e:
-        raise ConfigError(f"config: cannot read {path} ({e.strerror or e})") from None
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"config: malformed YAML in {path}{where}: {_first_line(e)}") from None
+        raise ConfigError(f"config: malformed YAML in {what}{where}: {_first_line(e)}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"config: {path} must hold a mapping at top level")
-    return data
-
-
-def apply_overrides(data: dict[str, Any], sets: list[str]) -> dict[str, Any]:
-    """Apply `key.sub=value` overrides; value is parsed as YAML; list items by index."""
-    for item in sets:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set: expected key=value, got {item!r}")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {key}: value is not valid YAML: {raw!r}") from None
-        node: Any = data
-        parts = key.split(".")
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            if isinstance(node, list):
-                if not part.isdigit() or int(part) >= len(node):
-                    raise ConfigError(f"--set {key}: no list index {part!r}")
-                if last:
-                    node[int(part)] = value
-                else:
-                    node = node[int(part)]
-            elif isinstance(node, dict):
-                if last:
-                    node[part] = value
-                else:
-                    node = node.setdefault(part, {})
-            else:
-                raise ConfigError(f"--set {key}: {'.'.join(parts[:i])} is not a mapping")
+        raise ConfigError(f"config: {what} must hold a mapping at top level")
     return data
 
 
@@ -265,8 +257,22 @@ def parse_config(data: dict[str, Any]) -> SweepConfig:
         raise ConfigError(_describe(e)) from None
 
 
-def load_config(source: str | None = None, sets: list[str] | None = None) -> SweepConfig:
-    data = apply_overrides(load_raw(source), list(sets or []))
+def load_config(
+    source: str | None = None,
+    sets: list[str] | None = None,
+    flags: dict[str, Any] | None = None,
+) -> SweepConfig:
+    """The validated sweep: a YAML file or preset, then the `--set KEY=VALUE` items (parsed
+    by common.cli, as every CLI's), then the values of dedicated flags by dotted key
+    (`{"mlflow.tracking_uri": ...}`; None = flag not given)."""
+    data = load_raw(source)
+    try:
+        apply_sets(data, sets or [])
+        for key, value in (flags or {}).items():
+            if value is not None:
+                set_dotted(data, key.split("."), value)
+    except SetError as e:
+        raise ConfigError(str(e)) from None
     cfg = parse_config(data)
     expand_trials(cfg)  # validates every trial (P range, types) now, before Ray starts
     return cfg

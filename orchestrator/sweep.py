@@ -34,14 +34,17 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from common import cli
 from common import names as N
 from common.last_sweep import report_command, write_last_sweep
 from orchestrator import cluster as C
 from orchestrator.config import (
+    DEFAULT_PRESET,
     ConfigError,
     SweepConfig,
     expand_trials,
     load_config,
+    preset_names,
     tracking_uri,
     trial_key,
     trial_names,
@@ -69,7 +72,7 @@ from orchestrator.terminal import quiet_down
 
 PROG = ("python", "-m", "orchestrator.sweep")
 STATE_FILE = "sweep.json"  # the sweep's fingerprint, next to Tune's experiment state
-TUNE_VERBOSITY = {0: 0, 1: 1, 2: 3}  # our -v count -> Tune's verbose (orchestrator/progress.py)
+TUNE_VERBOSITY = {cli.QUIET: 0, 0: 0, 1: 1, 2: 3}  # our level -> Tune's verbose (terminal.py)
 
 
 # -----------------------------------------------------------------------------
@@ -261,7 +264,7 @@ def _tuner(
     logger = MlflowTrialLogger(
         uri, experiment, cfg.name, cfg.mlflow.flush_seconds, total_trials=n_trials
     )
-    callbacks = [logger, ProgressLine(cfg.name, n_trials)]
+    callbacks = [logger] + ([ProgressLine(cfg.name, n_trials)] if verbose >= 0 else [])
     reporter = None
     if verbose == 1:
         # Tune's classic table, whose columns can be chosen (the new output ignores them)
@@ -318,6 +321,7 @@ def run_sweep(
     """Run (or resume) the sweep; returns counts of trial outcomes.
 
     `command`: the command line recorded on the sweep's parent MLflow run (default sys.argv).
+    `verbose`: -1 (--quiet: no progress line or bar), 0, 1 (-v) or 2 (-vv); terminal.py.
 
     `trainable` replaces orchestrator.trainable.train_trial (tests use tiny fake ones).
     `node_types`: what the autoscaler can launch (orchestrator/cluster.py); None reads the
@@ -392,7 +396,7 @@ def _run_trials(
     if cfg.theory.enabled and any(p["kind"] == "perceptron" for p in trials):
         from orchestrator.theory_run import log_theory_run
 
-        log_theory_run(cfg, uri, experiment)
+        log_theory_run(cfg, uri, experiment, progress=verbose >= 0)
 
     # Trials whose MLflow run is FINISHED are done: never train them again.
     runs = find_runs(client, exp_id, **{N.TAG_SWEEP: cfg.name})
@@ -421,22 +425,20 @@ def _run_trials(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m orchestrator.sweep",
-        description="Run a sweep of learning-curve trials on Ray Tune, tracked in MLflow. "
-        "Without --config, runs the small embedded preset 'perceptron'.",
+    p = cli.parser(
+        "orchestrator.sweep",
+        "Run a sweep of learning-curve trials on Ray Tune, tracked in MLflow; a finished or "
+        "interrupted sweep is resumed by running the same command again. Without --config, "
+        f"runs the small preset '{DEFAULT_PRESET}'.",
     )
     p.add_argument(
         "--config",
-        help="YAML file, or a preset name from configs/ "
-        "(perceptron, digits-cnn, paper-table1, paper-weight-decay, paper-sgd)",
+        metavar="NAME|FILE.yaml",
+        help=f"a preset ({', '.join(preset_names())}) or a YAML file",
     )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value by dotted key, e.g. resources.gpu=0.25 or "
+    cli.add_set(
+        p,
+        "override a config value by dotted key, e.g. seeds=[0,1] or resources.gpu=0.25 or "
         "blocks.0.P=[100,200] (value parsed as YAML); repeatable",
     )
     p.add_argument(
@@ -445,6 +447,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the trial count, the grid (P or alpha values, seeds, models), per-trial "
         "resources, GPU-hours and the wall clock at the packing it would use; start nothing",
     )
+    cli.add_out(
+        p,
+        "directory of Tune's state and checkpoints, a local path or s3://... "
+        "(same as --set tune.storage_path=DIR; default: ./ray_results)",
+        metavar="DIR",
+    )
+    cli.add_tracking_uri(p)
     p.add_argument(
         "--resume",
         action="store_true",
@@ -463,33 +472,23 @@ def build_parser() -> argparse.ArgumentParser:
         "share rule and the capacity check use them, and --dry-run prints what would be "
         "launched (default on a `ray up` head: ~/ray_bootstrap_config.yaml)",
     )
-    p.add_argument(
-        "-v",
-        "--verbose",
-        nargs="?",
-        const="1",
-        default="0",
-        type=_verbosity,
-        metavar="0|1|2",
-        help="default: one progress line and the project's own messages; -v: plus Tune's "
-        "status table; -vv (or -v 2): everything, with Ray's, MLflow's and the trials' output",
+    cli.add_verbosity(
+        p,
+        verbose_help="default: one progress line and the project's own messages; -v: plus "
+        "Tune's status table; -vv (or -v 2): everything, with Ray's, MLflow's and the trials' "
+        "output",
+        quiet_help="no progress line or bar: only the sweep's first and last lines and errors",
     )
     return p
 
 
-def _verbosity(text: str) -> int:
-    """-v -> 1, -vv -> 2 (argparse hands over the extra "v"), -v N -> N in 0..2."""
-    level = len(text) + 1 if set(text) == {"v"} else int(text) if text.isdigit() else -1
-    if not 0 <= level <= 2:
-        raise argparse.ArgumentTypeError(f"expected -v, -vv or -v 0|1|2, got {text!r}")
-    return level
-
-
 def main(argv: list[str] | None = None, trainable: Callable | None = None) -> int:
     args = build_parser().parse_args(argv)
-    quiet_down(args.verbose)
+    level = cli.verbosity(args)
+    quiet_down(level)
     try:
-        cfg = load_config(args.config, args.set)
+        flags = {"tune.storage_path": args.out, "mlflow.tracking_uri": args.tracking_uri}
+        cfg = load_config(args.config, args.set, flags)
         trials = expand_trials(cfg)
         check_tracking_uri(tracking_uri(cfg))
         types = C.load_node_types(args.cluster) if args.cluster else None
@@ -506,7 +505,7 @@ def main(argv: list[str] | None = None, trainable: Callable | None = None) -> in
             address=args.address,
             resume=args.resume,
             trainable=trainable,
-            verbose=args.verbose,
+            verbose=level,
             node_types=types,
             command=shlex.join([*PROG, *(sys.argv[1:] if argv is None else argv)]),
         )

@@ -19,8 +19,13 @@ from orchestrator.mlflow_logger import find_runs, get_or_create_experiment, log_
 THEORY_TRIAL_ID = "theory"
 
 
-def log_theory_run(cfg: SweepConfig, tracking_uri: str, experiment: str) -> str | None:
-    """Solve and log the theory grid unless a finished theory run exists; its run id."""
+def log_theory_run(
+    cfg: SweepConfig, tracking_uri: str, experiment: str, progress: bool = True
+) -> str | None:
+    """Solve and log the theory grid unless a finished theory run exists; its run id.
+
+    `progress`: tqdm bars for the grid and the optimum search (the sweep's --quiet hides them).
+    """
     client = MlflowClient(tracking_uri)
     exp_id = get_or_create_experiment(client, experiment)
     tags = {N.TAG_SWEEP: cfg.name, N.TAG_KIND: N.KIND_THEORY}
@@ -33,8 +38,9 @@ def log_theory_run(cfg: SweepConfig, tracking_uri: str, experiment: str) -> str 
 
     alphas = [float(a) for a in _expand(cfg.theory.alphas)]
     lambdas = [float(x) for x in _expand(cfg.theory.lambdas)]
-    table: pd.DataFrame = solve_grid(alphas, lambdas)
-    opt: pd.DataFrame = optimum_table(alphas)  # root of d eps/d lambda, not a grid minimum
+    table: pd.DataFrame = solve_grid(alphas, lambdas, progress=progress)
+    # the root of d eps/d lambda, not a grid minimum
+    opt: pd.DataFrame = optimum_table(alphas, progress=progress)
 
     if old is not None:
         run_id = old.info.run_id  # an interrupted earlier attempt: complete that run

@@ -11,7 +11,7 @@ import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 ROOT = Path(__file__).resolve().parent.parent
-FILES = [ROOT / "cluster.yaml", ROOT / "configs" / "cluster-local.yaml"]
+FILES = [ROOT / "cluster.yaml", ROOT / "cluster-local.yaml"]
 
 
 def _load(path: Path) -> dict:

@@ -11,7 +11,7 @@ from orchestrator import sweep as S
 from orchestrator.config import ConfigError, expand_trials, load_config
 from orchestrator.resources import check_capacity, gpu_fraction_rule, trial_resources
 
-# --- the paper's numbers, typed in from Appendix G / H / I (independent of configs/) -------
+# --- the paper's numbers, typed in from Appendix G / H / I (independent of the presets) -------
 MNIST_P = [89, 188, 375, 750, 1500, 3000, 6000, 12000, 24000, 30000, 36000, 42000, 48000]
 CIFAR_RESNET_VIT_P = list(range(6000, 46001, 5000))  # "from 6000 to 46000 every 5000"
 CIFAR_CNN_P = list(range(4000, 48001, 4000))  # "from 4000 to 48000 every 4000"

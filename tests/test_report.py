@@ -18,7 +18,7 @@ from analysis.report import main
 from common import names as N
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = ["--n-boot", "100", "--no-progress"]
+FAST = ["--n-boot", "100", "--quiet"]
 ESTIMATES = ("gamma1", "gamma2", "gamma_pred", "gamma_meas")
 
 
@@ -111,7 +111,7 @@ def _error_line(capsys) -> str:
 def test_before_any_sweep_says_what_to_run(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert main(["--no-progress"]) == 2
+    assert main(["--quiet"]) == 2
     assert "run `python -m orchestrator.sweep` first" in _error_line(capsys)
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "reports").exists()
 

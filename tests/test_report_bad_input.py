@@ -14,7 +14,7 @@ import pytest
 from analysis.report import main
 from analysis.synth import make_sweep
 
-FAST = ["--n-boot", "20", "--no-progress"]
+FAST = ["--n-boot", "20", "--quiet"]
 
 
 def _sweep() -> pd.DataFrame:

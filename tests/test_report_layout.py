@@ -89,7 +89,7 @@ def report(tmp_path_factory) -> Path:
     csv = root / "curves.csv"
     pd.concat([ok, few]).to_csv(csv, index=False)
     assert main(["--curves", str(csv), "--out", str(root / "out"), "--n-boot", "50",
-                 "--no-progress"]) == 0  # fmt: skip
+                 "--quiet"]) == 0  # fmt: skip
     return root / "out"
 
 

@@ -1,11 +1,12 @@
-"""Command line: the fixed-norm perceptron theory on a grid, or its optimum per alpha.
+"""Command line (`scaling-theory`, or `python -m theory.solve`): the fixed-norm perceptron
+theory on a grid, or its optimum per alpha.
 
-    python -m theory.solve --alphas 0.5,1,2,5 --lambdas 0.001,0.01,0.1,1,10 --out grid.csv
-    python -m theory.solve --alphas 1,10,100 --lambdas logspace:-3:3:61 --out grid.parquet
-    python -m theory.solve --alphas 1,10,100 --optimum --out opt.csv
+    scaling-theory --alphas 0.5,1,2,5 --lambdas 0.001,0.01,0.1,1,10 --out grid.csv
+    scaling-theory --alphas 1,10,100 --lambdas logspace:-3:3:61 --out grid.parquet
+    scaling-theory --alphas 1,10,100 --optimum --out opt.csv
 
-Writes CSV or Parquet by the extension of --out. Bad input: one line on stderr, exit 2,
-before any computation.
+Writes CSV or Parquet by the extension of --out (default theory.csv, with --optimum
+theory-opt.csv). Bad input: one line on stderr, exit 2, before any computation.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common import cli
 from common.paths import OutputPathError, check_output_file, replace_atomically
 
 
@@ -50,28 +52,47 @@ def parse_values(text: str, name: str) -> np.ndarray:
     return values
 
 
+DEFAULT_OUT = {False: "theory.csv", True: "theory-opt.csv"}  # by --optimum
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m theory.solve",
-        description="Replica theory of the fixed-norm logistic perceptron (paper Eq. 13-14): "
+    p = cli.parser(
+        "theory.solve",
+        "Replica theory of the fixed-norm logistic perceptron (paper Eq. 13-14): "
         "eps(lambda; alpha) on a grid, or lambda_opt and eps_opt per alpha, with the Hebb, "
         "Bayes-optimal and maximally stable baselines.",
+        epilog="examples:\n\n"
+        "  scaling-theory --alphas 0.5,1,2,5 --lambdas logspace:-3:3:61 --out grid.csv\n"
+        "  scaling-theory --alphas 1,10,100 --optimum --out opt.parquet",
     )
     p.add_argument("--alphas", required=True, help="alpha = P/N values: 0.5,1,2 or logspace:a:b:n")
     p.add_argument("--lambdas", help="lambda values (grid mode): 0.01,1 or logspace:-3:3:61")
-    p.add_argument("--out", required=True, help="output table, .csv or .parquet")
+    cli.add_out(
+        p,
+        f"output table, .csv or .parquet (default: {DEFAULT_OUT[False]}, with --optimum "
+        f"{DEFAULT_OUT[True]})",
+        metavar="FILE",
+    )
     p.add_argument("--optimum", action="store_true", help="write lambda_opt, eps_opt per alpha")
     p.add_argument("--tol", type=float, default=1e-9, help="relative residual tolerance")
     p.add_argument(
         "--actors", type=int, default=None, help="Ray actors (default: one per CPU; 0 = serial)"
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    cli.add_verbosity(
+        p,
+        verbose_help="-v: the libraries' warnings too; -vv: also their INFO logs",
+        quiet_help="no progress bar",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    progress = cli.verbosity(args) >= 0
+    cli.quiet_libraries(cli.verbosity(args))
+    if args.out is None:
+        args.out = DEFAULT_OUT[args.optimum]
     try:
         alphas = parse_values(args.alphas, "alphas")
         if args.optimum:
@@ -95,11 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     from theory.pool import optimum_table, solve_grid  # after validation: imports take time
 
     if args.optimum:
-        df = optimum_table(alphas, n_actors=args.actors, progress=not args.quiet)
+        df = optimum_table(alphas, n_actors=args.actors, progress=progress)
     else:
-        df = solve_grid(
-            alphas, lambdas, n_actors=args.actors, progress=not args.quiet, tol=args.tol
-        )
+        df = solve_grid(alphas, lambdas, n_actors=args.actors, progress=progress, tol=args.tol)
     if out.suffix == ".csv":
         replace_atomically(out, lambda tmp: df.to_csv(tmp, index=False))
     else:

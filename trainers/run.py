@@ -1,13 +1,13 @@
-"""Run one trial without a sweep, for debugging (issue 3, item 6).
+"""Run one trial without a sweep (`scaling-train`, or `python -m trainers.run`).
 
-    python -m trainers.run --set kind=deep --set model=cnn --set dataset=digits \
+    scaling-train --set kind=deep --set model=cnn --set dataset=digits \
         --set P=500 --set epochs=20 --out curve.csv
 
-Any TrialConfig field can be set with --set KEY=VALUE (values parsed as YAML scalars, so
-P=500 is an int and nested_subsets=true a bool) or from --config FILE.yaml (safe YAML, a
-mapping of fields); --set wins over the file. Writes one CSV row per logged epoch with the
-record's keys as columns, and prints progress. Bad input: one line on stderr, exit code 2,
-before any compute.
+Any TrialConfig field can be set with --set KEY=VALUE (values parsed as YAML, by the parser
+every CLI shares, common.cli: P=500 is an int, nested_subsets=true a bool) or from
+--config FILE.yaml (safe YAML, a mapping of fields); --set wins over the file. Writes one CSV
+row per logged epoch with the record's keys as columns, and prints one line per logged
+epoch. Bad input: one line on stderr, exit code 2, before any compute.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from common import cli
 from common.paths import OutputPathError, check_output_file, replace_atomically
 from trainers.config import TrialConfig
 from trainers.status import STATUS_COMPLETED
 
 
 def _fail(msg: str) -> None:
-    print(f"trainers.run: error: {msg}", file=sys.stderr)
+    print(f"error: {msg}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -53,14 +54,10 @@ def parse_config(args: argparse.Namespace) -> TrialConfig:
         if not isinstance(loaded, dict):
             _fail(f"--config: {args.config} must hold a mapping of config fields")
         fields.update(loaded)
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            _fail(f"--set: expected KEY=VALUE, got {item!r}")
-        try:
-            fields[key.strip()] = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError:
-            fields[key.strip()] = value
+    try:
+        cli.apply_sets(fields, args.set)
+    except cli.SetError as e:
+        _fail(str(e))
     try:
         return TrialConfig(**fields)
     except ValidationError as e:
@@ -69,25 +66,33 @@ def parse_config(args: argparse.Namespace) -> TrialConfig:
         _fail(str(e).splitlines()[0])
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     fields = ", ".join(TrialConfig.model_fields)
-    ap = argparse.ArgumentParser(
-        prog="python -m trainers.run",
-        description=__doc__,
-        epilog=f"TrialConfig fields (trainers/config.py): {fields}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = cli.parser(
+        "trainers.run",
+        "Train one trial (a perceptron or a deep net, any TrialConfig field) without a sweep "
+        "and write its learning curve, one CSV row per logged epoch.",
+        epilog="example:\n\n  scaling-train --set kind=deep --set model=cnn --set dataset=digits "
+        "--set P=500 --set epochs=20 --out curve.csv\n\n"
+        f"TrialConfig fields (trainers/config.py): {fields}",
     )
-    ap.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a TrialConfig field (repeatable), e.g. --set P=500",
+    cli.add_set(p, "a TrialConfig field, value parsed as YAML (repeatable), e.g. --set P=500")
+    p.add_argument("--config", metavar="FILE.yaml", help="YAML mapping of TrialConfig fields")
+    cli.add_out(
+        p, "CSV file of the curve (default: curve.csv)", default="curve.csv", metavar="FILE"
     )
-    ap.add_argument("--config", metavar="FILE.yaml", help="YAML mapping of TrialConfig fields")
-    ap.add_argument("--out", default="curve.csv", help="CSV output (default: curve.csv)")
-    ap.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
-    args = ap.parse_args(argv)
+    cli.add_verbosity(
+        p,
+        verbose_help="-v: the libraries' warnings too; -vv: also their INFO logs",
+        quiet_help="no per-epoch lines: only the last line and errors",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = cli.verbosity(args)
+    cli.quiet_libraries(level)
     cfg = parse_config(args)
     try:
         out = check_output_file(args.out, "--out")  # before the data loads and the training
@@ -105,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def report(rec: dict[str, float]) -> None:
         rows.append(rec)
-        if not args.quiet:
+        if level >= 0:
             shown = "  ".join(f"{k}={v:.4g}" for k, v in rec.items())
             print(f"[{time.time() - t0:7.1f}s] {shown}", flush=True)
 

@@ -77,6 +77,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from analysis import bootstrap as bs
 from analysis import collapse as cl
@@ -340,10 +341,12 @@ def analyse(
     df = curves if "group" in curves.columns else curves.assign(group="all")
     results = []
     for name, g in df.groupby("group", sort=True):
-        if progress:
-            print(f"analysing group {name}: {len(g)} rows", flush=True)
-        one = paper.analyse_group if choices.paper_mode else _analyse_group
-        results.append(one(str(name), g, choices))
+        if choices.paper_mode:  # no resamples: one line is the progress there is
+            if progress:
+                print(f"fitting {name} (paper mode): {len(g)} rows", flush=True)
+            results.append(paper.analyse_group(str(name), g, choices))
+        else:
+            results.append(_analyse_group(str(name), g, choices, progress))
     return results
 
 
@@ -374,7 +377,9 @@ def _check_input(curves: pd.DataFrame, choices: Choices) -> None:
             )
 
 
-def _analyse_group(name: str, g: pd.DataFrame, choices: Choices) -> GroupResult:
+def _analyse_group(
+    name: str, g: pd.DataFrame, choices: Choices, progress: bool = False
+) -> GroupResult:
     flags: list[str] = []
     g = clean(g, flags)
     if len(g) == 0:
@@ -396,7 +401,7 @@ def _analyse_group(name: str, g: pd.DataFrame, choices: Choices) -> GroupResult:
             else np.zeros((0, len(pre.strata))),
         ]
     )
-    rows = _run_rows(pre, W, choices)
+    rows = _run_rows(pre, W, choices, f"fitting {name}" if progress else None)
     boot = slice(1, 1 + n_boot)
     jack = slice(1 + n_boot, None)
     _pipeline_flags(pre, rows, seeds_per_P, one_seed, choices, flags)
@@ -494,16 +499,25 @@ def _accept_flat_ends(pre: Prepared, flags: list[str]) -> None:
     )
 
 
-def _run_rows(pre: Prepared, W: np.ndarray, choices: Choices) -> Rows:
-    """_rows over chunks of rows (bounded memory), optionally in threads (numpy frees the GIL)."""
+def _run_rows(pre: Prepared, W: np.ndarray, choices: Choices, label: str | None = None) -> Rows:
+    """_rows over chunks of rows (bounded memory), optionally in threads (numpy frees the GIL);
+    label: a progress bar over the resamples (a paper-scale group takes seconds)."""
     chunks = [W[i : i + 200] for i in range(0, len(W), 200)]
-    if choices.n_jobs > 1 and len(chunks) > 1:
-        from concurrent.futures import ThreadPoolExecutor
+    bar = tqdm(total=len(W), desc=label, unit="resample", leave=False, disable=label is None)
 
-        with ThreadPoolExecutor(choices.n_jobs) as pool:
-            parts = list(pool.map(lambda w: _rows(pre, w, choices), chunks))
-    else:
-        parts = [_rows(pre, w, choices) for w in chunks]
+    def run(w: np.ndarray) -> Rows:
+        r = _rows(pre, w, choices)
+        bar.update(len(w))
+        return r
+
+    with bar:
+        if choices.n_jobs > 1 and len(chunks) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(choices.n_jobs) as pool:
+                parts = list(pool.map(run, chunks))
+        else:
+            parts = [run(w) for w in chunks]
     return Rows.concat(parts)
 
 

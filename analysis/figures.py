@@ -231,9 +231,11 @@ def fig_eps_opt(
     fig, ax = plt.subplots(figsize=FIGSIZE, constrained_layout=True)
     colors = PColors(result.per_P["P"], label=p_label)
     _opt_axes(ax, result, "eps_opt", colors, p_label)
-    # the laws in P take every P with an optimum (analysis/fit.py, step 5), so does the anchor
+    # the anchor takes the P the laws in P took (analysis/fit.py, step 5): every P with an
+    # optimum under the automatic P_min, P >= P_min under a chosen one
     per_P = result.per_P
-    used = per_P[~per_P["at_edge"].astype(bool)] if "at_edge" in per_P else per_P
+    auto = result.choices.get("p_min_rule") == "auto:collapse" and "at_edge" in per_P
+    used = per_P[~per_P["at_edge"].astype(bool)] if auto else _used(result)
     used = used[_positive(used["P"].to_numpy(float), used["eps_opt"].to_numpy(float))]
     P = np.geomspace(result.per_P["P"].min(), result.per_P["P"].max(), 50)
     meas, pred = result.gamma_meas, result.gamma_pred

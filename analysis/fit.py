@@ -49,10 +49,12 @@ squares), collapse, bootstrap. The pipeline for one group, in the order it runs:
 5. gamma1, k1, q1: least squares of log(eps/eps_opt) against log(k1 x^-gamma1 + q1) (Eq. 2)
    over every used curve's binned points in the window; gamma2, k2, q2 from log lambda_opt(P)
    against log(k2 P^gamma2 + q2) (Eq. 3); gamma_meas from eps_opt(P) = k P^-gamma + q. These
-   two laws in P take every P with an optimum, not only P >= P_min: Eq. 3 and eps_opt(P) hold
-   over the whole range with their offsets (Sec. 3), P_min only says where the curves
-   collapse (Eq. 4), which gamma1 needs; the authors, too, fitted lambda_0(P) over all P in
-   most groups (groups.json, gamma2_P_range).
+   two laws in P take every P with an optimum, not only P >= the automatic P_min: Eq. 3 and
+   eps_opt(P) hold over the whole range with their offsets (Sec. 3), the collapse rule only
+   says where the curves collapse (Eq. 4), which gamma1 needs; the authors, too, fitted
+   lambda_0(P) over all P in most groups (groups.json, gamma2_P_range). A P_min the user
+   gives (or the perceptron's alpha > 25, Fig. 9) says where scaling starts and holds for
+   every law.
    Offsets need >= 4 points and stay below the smallest value. q1 is kept only if it is
    significant (F-test at 5%), positive and not at its upper bound; q2 and the offset of
    eps_opt(P) are always fitted, of either sign (laws.fit_law says why: the bootstrap
@@ -298,10 +300,12 @@ def _rows(pre: Prepared, W: np.ndarray, choices: Choices) -> Rows:
     # an F-test says the points determine them (rule "laws in P" in the module docstring)
     one_seed = bool(np.all(np.bincount(pre.strata) == 1))
     # Eq. 3 and eps_opt(P) are laws over the whole range of P (their offsets q2, q_meas
-    # absorb the small-P regime, Sec. 3): every P with an optimum enters them; P_min only
-    # says where the curves collapse (Eq. 4), which gamma1 needs
-    law2 = fit_law(logP, L, valid, sign=1.0, select=one_seed)
-    law_meas = fit_law(logP, E, valid, sign=-1.0, select=one_seed)
+    # absorb the small-P regime, Sec. 3): every P with an optimum enters them; the automatic
+    # P_min only says where the curves collapse (Eq. 4), which gamma1 needs. A P_min the user
+    # gives (or the perceptron's alpha > 25 of Fig. 9) says where scaling starts: all laws.
+    in_P = valid if choices.p_min is None else used
+    law2 = fit_law(logP, L, in_P, sign=1.0, select=one_seed)
+    law_meas = fit_law(logP, E, in_P, sign=-1.0, select=one_seed)
     S, rms, n = cl.houdayer_hartmann(y, dy2 if np.isfinite(dy2).any() else None, L, BIN, used)
     return Rows(
         L=L,
@@ -401,7 +405,7 @@ def _analyse_group(
             else np.zeros((0, len(pre.strata))),
         ]
     )
-    rows = _run_rows(pre, W, choices, f"fitting {name}" if progress else None)
+    rows = _run_rows(pre, W, choices, f"fitting {name}" if progress and n_boot else None)
     boot = slice(1, 1 + n_boot)
     jack = slice(1 + n_boot, None)
     _pipeline_flags(pre, rows, seeds_per_P, one_seed, choices, flags)
@@ -563,9 +567,10 @@ def _pipeline_flags(pre, rows, seeds_per_P, one_seed, choices, flags) -> None:
         )
     for i in np.flatnonzero(~rows.valid[0]):
         flags.append(f"P={num(pre.P[i])}: no seed reached its minimum; P left out of the fits")
-    n_used, n_valid = int(rows.used[0].sum()), int(rows.valid[0].sum())
-    if n_valid < 3:
-        flags.append(f"too few P values ({n_valid}) for gamma2 and gamma_meas (need >= 3)")
+    n_used = int(rows.used[0].sum())
+    n_in_P = n_used if choices.p_min is not None else int(rows.valid[0].sum())
+    if n_in_P < 3:
+        flags.append(f"too few P values ({n_in_P}) for gamma2 and gamma_meas (need >= 3)")
     if not np.isfinite(rows.win_lo[0]):
         flags.append(
             "no early power-law window found: gamma1 not estimated "

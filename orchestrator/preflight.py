@@ -5,7 +5,8 @@ not corrupt), the Ray version (token authentication on by default), the --addres
 within seconds: Ray itself retries an absent cluster for minutes), the storage path (a real
 write), then the locks (one sweep per sweep directory, one writer per SQLite store), the
 store opened, and Ray started or joined. Every failure is a ConfigError whose message the
-CLI prints as one `error:` line before exiting with 2.
+CLI prints as one `error:` line before exiting with 2. Last, before the trials, a local
+sweep downloads the torchvision data sets its trials need (fetch_datasets).
 """
 
 from __future__ import annotations
@@ -267,3 +268,23 @@ def open_store(uri: str, experiment: str) -> tuple[Any, str]:
         return client, get_or_create_experiment(client, experiment)
     except Exception as e:  # MlflowException, sqlalchemy errors: not ours to enumerate
         raise ConfigError(f"mlflow.tracking_uri: cannot use {uri} ({first_line(e)})") from None
+
+
+def fetch_datasets(trials: list[dict[str, Any]], name: str) -> None:
+    """Download, on this machine and before any trial starts, the torchvision data sets the
+    trials need and data_root lacks: torchvision's progress bar then shows the download that
+    the first trial would otherwise do silently (a minute or more for CIFAR), and a node
+    without internet fails here with one line instead of in every trial. For a local sweep
+    only: on a cluster each node downloads into its own data_root (trainers/data.py)."""
+    from trainers.data import TORCHVISION_SETS, download, is_present
+
+    sets = TORCHVISION_SETS
+    needed = sorted({(t["dataset"], t["data_root"]) for t in trials if t.get("dataset") in sets})
+    for dataset, root in needed:
+        if is_present(dataset, root):
+            continue
+        print(f"sweep {name}: downloading {dataset} into {root}", file=sys.stderr, flush=True)
+        try:
+            download(dataset, root)
+        except RuntimeError as e:
+            raise ConfigError(str(e)) from e

@@ -55,6 +55,7 @@ from orchestrator.preflight import (
     check_storage,
     check_tracking_uri,
     connect_ray,
+    fetch_datasets,
     fs_and_dir,
     open_store,
     resolve_address,
@@ -365,7 +366,8 @@ def run_sweep(
             counts = {"trials": len(trials), "finished": 0, "errored": 0}
             try:
                 store = (uri, experiment, client, exp_id)
-                counts = _run_trials(cfg, trainable, entries, restore, verbose, store)
+                local = address in (None, "local")
+                counts = _run_trials(cfg, trainable, entries, restore, verbose, store, local)
             finally:
                 close_parent_run(client, parent, counts["finished"] == counts["trials"])
             return counts
@@ -381,8 +383,10 @@ def _run_trials(
     restore: bool,
     verbose: int,
     store: tuple[str, str, Any, str],
+    local: bool = True,
 ) -> dict[str, int]:
-    """The theory run, then the unfinished trials through Tune; counts of trial outcomes.
+    """The theory run, the data sets (local sweeps: preflight.fetch_datasets), then the
+    unfinished trials through Tune; counts of trial outcomes.
 
     `store`: (tracking URI, experiment name, MlflowClient, experiment id).
     """
@@ -405,6 +409,8 @@ def _run_trials(
     fn = tune.with_resources(fn, _trial_bundle)
 
     todo = [e for e in entries if e["key"] not in finished]
+    if local:
+        fetch_datasets([e["params"] for e in todo], cfg.name)
     if not restore and not todo:
         print(f"sweep {cfg.name}: all {len(trials)} trials already finished")
         return {"trials": len(trials), "finished": len(trials), "errored": 0}

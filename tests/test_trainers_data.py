@@ -121,3 +121,37 @@ def test_unavailable_dataset_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.MNIST, "mirrors", [])  # offline: no mirror to try
     with pytest.raises(RuntimeError, match="dataset: cannot load or download mnist"):
         load_dataset("mnist", str(tmp_path / "empty"))
+
+
+def test_sweep_fetches_only_missing_torchvision_sets_before_the_trials(
+    tmp_path, monkeypatch, capsys
+):
+    """orchestrator.preflight.fetch_datasets: a present data set is left alone (checked with
+    the real loader), a missing one is downloaded once with a line saying where, and a failed
+    download is one ConfigError before any trial."""
+    import trainers.data as data
+    from orchestrator.config import ConfigError
+    from orchestrator.preflight import fetch_datasets
+
+    have, lack = tmp_path / "have", tmp_path / "lack"
+    fake_mnist(have)
+    calls = []
+    monkeypatch.setattr(data, "download", lambda name, root: calls.append((name, root)))
+    trials = [
+        {"dataset": "mnist", "data_root": str(have)},
+        {"dataset": "mnist", "data_root": str(lack)},
+        {"dataset": "mnist", "data_root": str(lack)},  # the same set twice: one download
+        {"dataset": "digits", "data_root": str(lack)},  # ships with scikit-learn
+        {"dataset": "teacher", "data_root": str(lack)},
+    ]
+    fetch_datasets(trials, "s")
+    assert calls == [("mnist", str(lack))]
+    err = capsys.readouterr().err
+    assert f"sweep s: downloading mnist into {lack}" in err and str(have) not in err
+
+    def offline(name, root):
+        raise RuntimeError(f"dataset: cannot load or download {name} into data_root={root}")
+
+    monkeypatch.setattr(data, "download", offline)
+    with pytest.raises(ConfigError, match="cannot load or download mnist"):
+        fetch_datasets(trials[1:2], "s")

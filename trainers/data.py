@@ -72,23 +72,51 @@ def _load_digits() -> tuple[np.ndarray, ...]:
     )  # x_train, x_test, y_train, y_test
 
 
-def _load_torchvision(name: str, root: str) -> tuple[np.ndarray, ...]:
+TORCHVISION_SETS = ("mnist", "cifar10", "cifar100")
+
+
+def _torchvision_splits(name: str, root: str, download: bool = True) -> tuple:
+    """torchvision's (train, test) datasets of `name` under root, downloaded if asked and
+    missing. One download per node: the first caller downloads under a file lock, the others
+    wait here, then find it. RuntimeError with the fix when it cannot load or download."""
     from filelock import FileLock
     from torchvision import datasets
 
     cls = {"mnist": datasets.MNIST, "cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}
     os.makedirs(root, exist_ok=True)
-    # One download per node: the first trial downloads, the others wait here, then find it.
     with FileLock(os.path.join(root, f".{name}.lock")):
         try:
-            train = cls[name](root, train=True, download=True)
-            test = cls[name](root, train=False, download=True)
+            return (
+                cls[name](root, train=True, download=download),
+                cls[name](root, train=False, download=download),
+            )
         except (OSError, RuntimeError) as e:  # offline node, blocked mirror, corrupt archive
+            if not download:
+                raise
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise RuntimeError(
                 f"dataset: cannot load or download {name} into data_root={root} ({msg}); "
                 "download it once on a machine with internet access and copy it there"
             ) from e
+
+
+def is_present(name: str, root: str) -> bool:
+    """Whether torchvision data set `name` is already in root (no download tried)."""
+    try:
+        _torchvision_splits(name, os.path.expanduser(root), download=False)
+        return True
+    except (OSError, RuntimeError):
+        return False
+
+
+def download(name: str, root: str) -> None:
+    """Download `name` into root (torchvision shows its own progress bar); RuntimeError with
+    the fix when it cannot."""
+    _torchvision_splits(name, os.path.expanduser(root), download=True)
+
+
+def _load_torchvision(name: str, root: str) -> tuple[np.ndarray, ...]:
+    train, test = _torchvision_splits(name, root)
 
     def arrays(ds) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(ds.data, dtype=np.float32)

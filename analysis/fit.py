@@ -33,19 +33,15 @@ squares), collapse, bootstrap. The pipeline for one group, in the order it runs:
 4. Window (rule "auto:slope", the paper's "pure power-law region", App. F): on each used P's
    collapsed curve, the local log-log slope by least squares over +-h bins, h = 1/16 of the
    median seed's descent from its first point to lambda_opt (at least 4 bins; scale-free, so
-   a ViT curve over 30 decades of norm reads like a CNN curve over one, and a CNN whose curves
-   fall only just before their minimum is still read). Around the steepest point at
-   x <= 0.3 (Eq. 2 is the early regime, well before the minimum) take the contiguous run
-   whose slope is at least 0.6 of the steepest: with Eq. 2, s/s_max = k1 x^-gamma1 /
-   (k1 x^-gamma1 + q1), so the run holds the points where the power law carries at least 1.5
-   times the offset. A curve that falls only near its minimum (its slope at x <= 0.3 never
-   reaches 0.6 of its steepest before x = 1; the authors' CNN under L1, Frobenius and (2,1)
-   norms, where they fitted 0.5 <= x <= 0.8) has its run sought up to the minimum (flagged).
-   The window is the intersection of the runs of the used P whose run holds the centre of
-   the runs' median bounds (a plain intersection lets one odd curve shrink it to a few
-   bins). A P without a descent does not veto the window (at least half of the used P must
-   have one; the others are flagged); runs left out of the intersection are flagged
-   ("auto:slope-median").
+   a ViT curve over 30 decades of norm reads like a CNN curve over one); then the mean of
+   these slopes over the used P at each x < 1, where at least half of them (and two) have
+   one. One profile, not one run per curve: a single noisy or short curve neither shrinks
+   nor moves the window. The window is the contiguous run, around the profile's steepest
+   point, whose slope is at least 0.7 of the steepest: with Eq. 2, s/s_max = k1 x^-gamma1 /
+   (k1 x^-gamma1 + q1), so it holds the points where the power law carries at least 2.3
+   times the offset, and it ends before the bend into the minimum, wherever that lies (the
+   authors' CNN under L1, Frobenius and (2,1) norms fall only at 0.5 <= x <= 0.8, where they
+   fitted them).
 5. gamma1, k1, q1: least squares of log(eps/eps_opt) against log(k1 x^-gamma1 + q1) (Eq. 2)
    over every used curve's binned points in the window; gamma2, k2, q2 from log lambda_opt(P)
    against log(k2 P^gamma2 + q2) (Eq. 3); gamma_meas from eps_opt(P) = k P^-gamma + q. These
@@ -108,8 +104,7 @@ __all__ = [
 
 SLOPE_HALF = 4  # local slope over at least +-4 bins (0.4 decades): noise needs the averaging
 SLOPE_SPAN = 1 / 16  # ... and over +-1/16 of the descent to lambda_opt (scale-free)
-SLOPE_FRACTION = 0.6  # window: the run around the steepest point with slope >= 0.6 of it
-X_CAP = 0.3  # ... at x <= 0.3 (Eq. 2, the early regime), unless the curve falls only later
+SLOPE_FRACTION = 0.7  # window: the run around the steepest point with slope >= 0.7 of it
 MIN_SEEDS = 5
 EDGE_MAJORITY = 0.5  # end-of-training rule: at least half the curves end at their minimum
 
@@ -125,9 +120,7 @@ class Rows:
     p_min: np.ndarray  # (R,)
     win_lo: np.ndarray  # (R,) window, lambda/lambda_opt (NaN: none found)
     win_hi: np.ndarray
-    win_median: np.ndarray  # (R,) window from the median bounds (the runs did not overlap)
-    has_run: np.ndarray  # (R, nP) P has an early power-law run (auto window only)
-    late: np.ndarray  # (R, nP) P falls only near its minimum: run sought up to it
+    has_run: np.ndarray  # (R, nP) P has points in the window
     law1: LawFit  # Eq. 2 on the collapsed curves
     law2: LawFit  # Eq. 3: lambda_opt(P)
     law_meas: LawFit  # eps_opt(P)
@@ -221,9 +214,11 @@ def _slope_half(pre: Prepared) -> int:
 
 
 def _auto_window(pre, m, L, used):
-    """Rule "auto:slope" (module docstring, step 4). Returns log lo, log hi, whether some runs
-    were left out of the intersection (R,), which P have a run and which P's run was sought
-    up to the minimum (R, nP)."""
+    """Rule "auto:slope" (module docstring, step 4). Returns log lo, log hi (R,) and which
+    used P have points in the window (R, nP).
+
+    The local slope s (R, nP, B) of every used curve is put on one grid of log x (bins of
+    BIN) and averaged over the P present; the run is read off that mean profile (R, K)."""
     R, nP, B = m.shape
     h = _slope_half(pre)
     j = np.arange(-h, h + 1)
@@ -233,44 +228,35 @@ def _auto_window(pre, m, L, used):
             BIN * np.sum(j**2)
         )
     logx = pre.u[None, None, :] - L[:, :, None]
-    before = used[:, :, None] & (logx <= 0.0) & np.isfinite(s)
-    early = before & (logx <= math.log(X_CAP))
-    # Eq. 2 is the early regime: the run is sought at x <= X_CAP, unless the curve falls only
-    # near its minimum (its early slope never reaches SLOPE_FRACTION of its steepest one;
-    # e.g. the authors' CNN under L1 norm), where it is sought up to the minimum (flagged)
-    s_all = np.where(before, s, np.inf).min(axis=2)
-    s_early = np.where(early, s, np.inf).min(axis=2)
-    late = np.isfinite(s_all) & ~(s_early <= SLOPE_FRACTION * s_all)
-    consider = np.where(late[:, :, None], before, early)
-    sc = np.where(consider, s, np.inf)
-    peak = np.argmin(sc, axis=2)
-    s_peak = np.take_along_axis(sc, peak[:, :, None], axis=2)[:, :, 0]
-    good = consider & (s <= SLOPE_FRACTION * s_peak[:, :, None]) & (s_peak[:, :, None] < 0)
-    b = np.arange(B)[None, None, :]
-    left = np.where(~good & (b < peak[:, :, None]), b, -1).max(axis=2) + 1
-    right = np.where(~good & (b > peak[:, :, None]), b, B).min(axis=2) - 1
-    ok = used & (s_peak < 0) & np.isfinite(s_peak) & (right > left)
     with np.errstate(invalid="ignore"):
-        lo_P = np.where(ok, pre.u[np.clip(left, 0, B - 1)] - L, -np.inf)
-        hi_P = np.where(ok, pre.u[np.clip(right, 0, B - 1)] - L, np.inf)
-    # the window is the intersection of the runs (the region every curve's power law covers)
-    # over the P whose run holds the centre of the runs' median bounds: a plain intersection
-    # lets one odd curve (a late start, a flat stretch) shrink it to a few bins, which on the
-    # authors' curves gave gamma1 of either sign; the P left out are flagged
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # rows with no run: NaN, flagged below
-        c = 0.5 * (
-            np.nanmedian(np.where(ok, lo_P, np.nan), axis=1)
-            + np.nanmedian(np.where(ok, hi_P, np.nan), axis=1)
-        )
-    member = ok & (lo_P <= c[:, None]) & (hi_P >= c[:, None])
-    lo = np.where(member, lo_P, -np.inf).max(axis=1)
-    hi = np.where(member, hi_P, np.inf).min(axis=1)
-    empty = (member.sum(axis=1) < ok.sum(axis=1)) & member.any(axis=1)
-    # a P without an early power law (a short or flat start, common on real curves) does not
-    # veto the window of the others; at least half the used P must have one
-    bad = (ok.sum(axis=1) < np.maximum(1, 0.5 * used.sum(axis=1))) | ~(hi > lo)
-    return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi), empty & ~bad, ok, late & ok
+        valid = used[:, :, None] & np.isfinite(s) & (logx <= 0.0)
+    if not valid.any():
+        return np.full(R, np.nan), np.full(R, np.nan), np.zeros((R, nP), bool)
+    k = np.rint(np.where(valid, logx, 0.0) / BIN).astype(int)
+    k0 = int(k[valid].min())
+    K = 1 - k0
+    idx = (np.arange(R)[:, None, None] * K + (k - k0))[valid]
+    total = np.bincount(idx, s[valid], minlength=R * K).reshape(R, K)
+    count = np.bincount(idx, minlength=R * K).reshape(R, K)
+    # a bin counts where at least half the used P (and two) have a slope: the region the
+    # curves share, so a P entering or leaving does not pose as a change of slope
+    need = np.maximum(2, np.ceil(used.sum(axis=1) / 2))[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sm = np.where(count >= need, total / count, np.nan)
+    xg = (k0 + np.arange(K)) * BIN  # (K,) log x of the bins
+    sc = np.where(np.isfinite(sm), sm, np.inf)
+    peak = np.argmin(sc, axis=1)
+    s_peak = sc[np.arange(R), peak]
+    good = (sm <= SLOPE_FRACTION * s_peak[:, None]) & (s_peak[:, None] < 0)
+    b = np.arange(K)[None, :]
+    left = np.where(~good & (b < peak[:, None]), b, -1).max(axis=1) + 1
+    right = np.where(~good & (b > peak[:, None]), b, K).min(axis=1) - 1
+    ok = np.isfinite(s_peak) & (s_peak < 0) & (right > left)
+    lo = np.where(ok, xg[np.clip(left, 0, K - 1)] - BIN / 2, np.nan)
+    hi = np.where(ok, xg[np.clip(right, 0, K - 1)] + BIN / 2, np.nan)
+    with np.errstate(invalid="ignore"):
+        inwin = valid & (logx >= lo[:, None, None]) & (logx <= hi[:, None, None])
+    return lo, hi, used & inwin.any(axis=2)
 
 
 def _rows(pre: Prepared, W: np.ndarray, choices: Choices) -> Rows:
@@ -283,13 +269,12 @@ def _rows(pre: Prepared, W: np.ndarray, choices: Choices) -> Rows:
     else:
         used = valid & (pre.P[None, :] >= choices.p_min)
     if choices.window is None:
-        lo, hi, win_median, has_run, late = _auto_window(pre, m, L, used)
+        lo, hi, has_run = _auto_window(pre, m, L, used)
     else:  # an open bound is -inf / +inf
         lo_, hi_ = choices.window
         lo = np.full(R, -np.inf if lo_ is None else math.log(lo_))
         hi = np.full(R, np.inf if hi_ is None else math.log(hi_))
-        win_median, has_run = np.zeros(R, dtype=bool), used.copy()
-        late = np.zeros_like(used)
+        has_run = used.copy()
     logx = pre.u[None, None, :] - L[:, :, None]
     inwin = used[:, :, None] & np.isfinite(y) & (logx >= lo[:, None, None])
     inwin &= logx <= hi[:, None, None]
@@ -315,9 +300,7 @@ def _rows(pre: Prepared, W: np.ndarray, choices: Choices) -> Rows:
         p_min=np.where(used.any(axis=1), pre.P[np.argmax(used, axis=1)], np.nan),
         win_lo=np.exp(lo),
         win_hi=np.exp(hi),
-        win_median=win_median,
         has_run=has_run,
-        late=late,
         law1=law1.without_few(),
         law2=law2.without_few(),
         law_meas=law_meas.without_few(),
@@ -573,27 +556,14 @@ def _pipeline_flags(pre, rows, seeds_per_P, one_seed, choices, flags) -> None:
         flags.append(f"too few P values ({n_in_P}) for gamma2 and gamma_meas (need >= 3)")
     if not np.isfinite(rows.win_lo[0]):
         flags.append(
-            "no early power-law window found: gamma1 not estimated "
-            f"({int(rows.has_run[0].sum())} of {n_used} used P fall before their minimum; "
-            "at least half must)"
+            "no early power-law window found: gamma1 not estimated (the used curves' mean "
+            "local slope never falls before their minimum)"
         )
     else:
         lacking = np.flatnonzero(rows.used[0] & ~rows.has_run[0])
         if len(lacking):
             shown = ", ".join(str(num(p)) for p in pre.P[lacking])
-            flags.append(f"P={shown}: no descent before the minimum; window from the other P")
-        late = np.flatnonzero(rows.late[0])
-        if len(late):
-            shown = ", ".join(str(num(p)) for p in pre.P[late])
-            flags.append(
-                f"P={shown}: the curve falls only near its minimum (no early descent at "
-                f"x <= {X_CAP}): its window was sought up to the minimum"
-            )
-        if rows.win_median[0]:
-            flags.append(
-                "early runs do not all overlap across P: the window is the intersection of "
-                "those around the median"
-            )
+            flags.append(f"P={shown}: no points in the window; gamma1 from the other P")
     if np.isfinite(rows.win_lo[0]) and rows.law1.npts[0] < 3:
         flags.append(f"window holds only {int(rows.law1.npts[0])} points: gamma1 not estimated")
     for law, label in ((rows.law1, "q1"), (rows.law2, "q2"), (rows.law_meas, "q of eps_opt(P)")):
@@ -637,9 +607,7 @@ def _choices_dict(rows, choices: Choices, n_boot: int, failed: int) -> dict:
         "p_min": as_float(rows.p_min[0]),
         "p_min_rule": "user" if choices.p_min is not None else "auto:collapse",
         "window": window,
-        "window_rule": "user"
-        if choices.window is not None
-        else ("auto:slope-median" if rows.win_median[0] else "auto:slope"),
+        "window_rule": "user" if choices.window is not None else "auto:slope",
         "n_boot": n_boot,
         "ci": choices.ci,
         "level": choices.level,

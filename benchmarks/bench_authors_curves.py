@@ -27,9 +27,7 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "authors-curves.md"
 RULES = {
     "flat end (1b)": "optimum at the end of training",
     "saturated: one convention (1b)": "saturated curves take the end of training",
-    "P without descent (4)": "no descent before the minimum",
-    "late descent (4)": "the curve falls only near its minimum",
-    "runs do not overlap (4)": "early runs do not all overlap",
+    "P outside the window (4)": "no points in the window",
     "no window": "no early power-law window found",
     "edge left out (1)": "minimum at the edge of the curve",
 }

@@ -63,8 +63,12 @@ squares), collapse, bootstrap. The pipeline for one group, in the order it runs:
    intervals need it), except with one seed per P (rule "laws in P"): there is no bootstrap,
    and a free offset on ~10 points of an averaged curve absorbs the power law (on the
    authors' curves it took gamma_meas from ~0.2 to ~0.05), so the F-test decides as for q1.
-   A q fixed at 0 is flagged. With one seed per P the errors are the fits' least-squares
-   standard errors (flagged).
+   With one seed per P, q1 is not fitted at all: the binned points of one smooth averaged
+   curve per P have systematic, not independent, residuals, so the F-test keeps any offset
+   (on the authors' CNN/SGD curves q1 = 1.3 took gamma1 to 2.4, the paper's 0.47); the
+   window (step 4) is where the power law carries at least 4 times the offset, and the
+   paper, too, fitted a pure power law there. A q fixed at 0 is flagged. With one seed per
+   P the errors are the fits' least-squares standard errors (flagged).
 6. gamma_pred = gamma1 gamma2 (Eq. 5), gamma_diff = gamma_pred - gamma_meas; collapse S
    (collapse.py).
 
@@ -290,11 +294,15 @@ def _rows(pre: Prepared, W: np.ndarray, choices: Choices) -> Rows:
     inwin = used[:, :, None] & np.isfinite(y) & (logx >= lo[:, None, None])
     inwin &= logx <= hi[:, None, None]
     logP = np.broadcast_to(np.log(pre.P)[None, :], L.shape)
-    law1 = fit_law(logx.reshape(R, -1), y.reshape(R, -1), inwin.reshape(R, -1), sign=-1.0)
     # offsets of the laws in P: always fitted when a bootstrap over seeds measures their
     # cost (laws.fit_law says why); one seed per P has no bootstrap, so keep them only where
-    # an F-test says the points determine them (rule "laws in P" in the module docstring)
+    # an F-test says the points determine them (rule "laws in P" in the module docstring).
+    # q1 with one seed per P: never (step 5: one smooth averaged curve per P has systematic,
+    # not independent, residuals, and the F-test then keeps any offset)
     one_seed = bool(np.all(np.bincount(pre.strata) == 1))
+    law1 = fit_law(
+        logx.reshape(R, -1), y.reshape(R, -1), inwin.reshape(R, -1), sign=-1.0, offset=not one_seed
+    )
     # Eq. 3 and eps_opt(P) are laws over the whole range of P (their offsets q2, q_meas
     # absorb the small-P regime, Sec. 3): every P with an optimum enters them; the automatic
     # P_min only says where the curves collapse (Eq. 4), which gamma1 needs. A P_min the user
@@ -581,6 +589,8 @@ def _pipeline_flags(pre, rows, seeds_per_P, one_seed, choices, flags) -> None:
         if not law.offset[0] and np.isfinite(law.gamma[0]):
             few = law is not rows.law1 and law.npts[0] < 4
             why = "are too few (need >= 4)" if few else "do not determine an offset"
+            if law is rows.law1 and one_seed:
+                why = "are one averaged curve per P (a pure power law in the window, step 5)"
             flags.append(f"{label} fixed at 0: the {int(law.npts[0])} points {why}")
 
 

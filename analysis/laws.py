@@ -128,8 +128,9 @@ def fit_offset(
     return theta[:, 1], theta[:, 0], np.where(bad, np.nan, q), cost, cov, n, theta[:, 2], sse0
 
 
-def fit_law(X, Y, mask, sign: float, select: bool = True) -> LawFit:
-    """Eq. 2/3 fit per row, with the offset q when there are >= 4 points.
+def fit_law(X, Y, mask, sign: float, select: bool = True, offset: bool = True) -> LawFit:
+    """Eq. 2/3 fit per row, with the offset q when there are >= 4 points (offset=False: a
+    pure power law, the least-squares line in log-log).
 
     select=True keeps a positive offset only if an F-test says the data determine it (Eq. 2:
     hundreds of points in the window, so the test has power). select=False always keeps it,
@@ -153,7 +154,7 @@ def fit_law(X, Y, mask, sign: float, select: bool = True) -> LawFit:
         F = (sse0 - sse1) / (sse1 / (n - 3))
     crit = f_dist.ppf(0.95, 1, np.maximum(n - 3, 1))
     gain = (sse0 - sse1) > 1e-12 * (1.0 + sse0)
-    offset = (n >= 4) & np.isfinite(a1)
+    offset = (n >= 4) & np.isfinite(a1) & offset
     if select:
         offset &= gain & ((F > crit) | (sse1 <= 1e-300)) & (frac < 0.99) & (q1 > 0)
     se1 = np.sqrt(np.abs(cov[:, 1, 1]))

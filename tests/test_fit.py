@@ -20,20 +20,31 @@ def _one(df, **kw):
 
 
 def test_noisy_sweep_with_offsets_recovers_truth_within_intervals():
-    kw = dict(seeds_per_P=8, q2=20.0, q3=0.002, sigma_opt=0.05, sigma_point=0.02, seed=11)
-    res = _one(make_sweep(**kw), n_boot=200, level=0.99)
-    for name, true in truth(**kw).items():
-        est = getattr(res, name)
-        assert est.ci is not None and est.ci[0] <= true <= est.ci[1], (name, est)
-        assert est.ci_percentile is not None and est.se > 0 and est.se_delta > 0
-    assert res.gamma_diff.ci[0] <= 0 <= res.gamma_diff.ci[1]
-    assert res.q1.ci[0] <= 0.2 <= res.q1.ci[1]  # the offset of Eq. 2, collapsed units
-    assert res.choices["p_min_rule"] == "auto:collapse"
-    assert res.choices["window_rule"] == "auto:slope"
-    lo, hi = res.choices["window"]
-    assert 0 < lo < hi < 1  # before the minimum (rule 4)
-    assert res.collapse["measure"] == "houdayer_hartmann_S"
-    assert np.isfinite(res.collapse["value"]) and res.collapse["n_points"] > 0
+    """Three independent sweeps: every 99% interval (and q1's) holds the truth in at least two.
+
+    One draw alone fails now and then by design (5 intervals at 99%: ~5% of draws miss one);
+    two misses of the same interval in three draws is a ~3e-4 event for calibrated
+    intervals. Calibration itself: tests/test_fit_coverage.py (slow, 200 sweeps a design).
+    """
+    kw = dict(seeds_per_P=8, q2=20.0, q3=0.002, sigma_opt=0.05, sigma_point=0.02)
+    hits: dict[str, list[bool]] = {}
+    for seed in (11, 12, 13):
+        res = _one(make_sweep(**kw, seed=seed), n_boot=200, level=0.99)
+        for name, true in truth(**kw).items():
+            est = getattr(res, name)
+            assert est.ci is not None and est.ci_percentile is not None, (name, est)
+            assert est.se > 0 and est.se_delta > 0
+            hits.setdefault(name, []).append(est.ci[0] <= true <= est.ci[1])
+        hits.setdefault("gamma_diff", []).append(res.gamma_diff.ci[0] <= 0 <= res.gamma_diff.ci[1])
+        hits.setdefault("q1", []).append(res.q1.ci[0] <= 0.2 <= res.q1.ci[1])  # Eq. 2 offset
+        assert res.choices["p_min_rule"] == "auto:collapse"
+        assert res.choices["window_rule"] == "auto:slope"
+        lo, hi = res.choices["window"]
+        assert 0 < lo < hi < 1  # before the minimum (rule 4)
+        assert res.collapse["measure"] == "houdayer_hartmann_S"
+        assert np.isfinite(res.collapse["value"]) and res.collapse["n_points"] > 0
+    for name, h in hits.items():
+        assert sum(h) >= 2, (name, h)
 
 
 # noiseless, one seed per P, no offsets: what the perceptron theory curves look like

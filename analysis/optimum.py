@@ -174,8 +174,12 @@ def prepare(df: pd.DataFrame) -> Prepared:
         uu, vv = np.log(lam[order]), np.log(eps_all[a_:b_][order])
         a, b, e, used_parabola = seed_optimum(uu, vv)
         n_parabola += used_parabola
-        a2, b2, e2, _ = seed_optimum(uu, vv, plateau=False)
-        plateau.append(bool(e2 and not e and not used_parabola and a2 != a))
+        # a plateau onset is neither at the edge nor a parabola vertex: only then ask what the
+        # curve's optimum is without the plateau rule (rule 1b may want it)
+        a2, b2, e2 = a, b, False
+        if not e and not used_parabola:
+            a2, b2, e2, _ = seed_optimum(uu, vv, plateau=False)
+        plateau.append(bool(e2 and a2 != a))
         lu_end.append(a2 if plateau[-1] else a)
         lv_end.append(b2 if plateau[-1] else b)
         m = on_grid(uu, vv, centres, u0)

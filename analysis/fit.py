@@ -134,6 +134,7 @@ class Rows:
     win_lo: np.ndarray  # (R,) window, lambda/lambda_opt (NaN: none found)
     win_hi: np.ndarray
     has_run: np.ndarray  # (R, nP) P has points in the window
+    in_P: np.ndarray  # (R, nP) P in the laws in P (Eq. 3, eps_opt(P); step 5)
     law1: LawFit  # Eq. 2 on the collapsed curves
     law2: LawFit  # Eq. 3: lambda_opt(P)
     law_meas: LawFit  # eps_opt(P)
@@ -226,12 +227,13 @@ def _slope_half(pre: Prepared) -> int:
     return max(SLOPE_HALF, int(round(SLOPE_SPAN * float(np.median(descent[ok])))))
 
 
-def _auto_window(pre, m, L, used):
+def _auto_window(pre, m, logx, used):
     """Rule "auto:slope" (module docstring, step 4). Returns log lo, log hi (R,) and which
     used P have points in the window (R, nP).
 
-    The local slope s (R, nP, B) of every used curve is put on one grid of log x (bins of
-    BIN) and averaged over the P present; the run is read off that mean profile (R, K)."""
+    The local slope s (R, nP, B) of every used curve, logx (R, nP, B) its log x, is put on one
+    grid of log x (bins of BIN) and averaged over the P present; the run is read off that mean
+    profile (R, K)."""
     R, nP, B = m.shape
     h = _slope_half(pre)
     j = np.arange(-h, h + 1)
@@ -240,7 +242,6 @@ def _auto_window(pre, m, L, used):
         s[:, :, h : B - h] = sum(jj * m[:, :, h + jj : B - h + jj] for jj in j) / (
             BIN * np.sum(j**2)
         )
-    logx = pre.u[None, None, :] - L[:, :, None]
     with np.errstate(invalid="ignore"):
         valid = used[:, :, None] & np.isfinite(s) & (logx <= 0.0)
     if not valid.any():
@@ -285,21 +286,21 @@ def _rows(pre: Prepared, W: np.ndarray, choices: Choices) -> Rows:
         used = _auto_p_min(pre, y, L, valid)
     else:
         used = valid & (pre.P[None, :] >= choices.p_min)
+    logx = pre.u[None, None, :] - L[:, :, None]
     if choices.window is None:
-        lo, hi, has_run = _auto_window(pre, m, L, used)
+        lo, hi, has_run = _auto_window(pre, m, logx, used)
     else:  # an open bound is -inf / +inf
         lo_, hi_ = choices.window
         lo = np.full(R, -np.inf if lo_ is None else math.log(lo_))
         hi = np.full(R, np.inf if hi_ is None else math.log(hi_))
         has_run = used.copy()
-    logx = pre.u[None, None, :] - L[:, :, None]
     inwin = used[:, :, None] & np.isfinite(y) & (logx >= lo[:, None, None])
     inwin &= logx <= hi[:, None, None]
     logP = np.broadcast_to(np.log(pre.P)[None, :], L.shape)
     # offsets: q1 by an F-test, q2 and q_meas always (laws.fit_law says why), so that the
     # bootstrap over seeds measures their cost; one seed per P: pure power laws (rule "pure
     # laws", module docstring step 5)
-    fit_q = not bool(np.all(np.bincount(pre.strata) == 1))
+    fit_q = not pre.one_seed
     X1, Y1, in1 = logx.reshape(R, -1), y.reshape(R, -1), inwin.reshape(R, -1)
     law1 = fit_law(X1, Y1, in1, sign=-1.0, offset=fit_q)
     # Eq. 3 and eps_opt(P) are laws over the whole range of P (their offsets q2, q_meas
@@ -319,6 +320,7 @@ def _rows(pre: Prepared, W: np.ndarray, choices: Choices) -> Rows:
         win_lo=np.exp(lo),
         win_hi=np.exp(hi),
         has_run=has_run,
+        in_P=in_P,
         law1=law1.without_few(),
         law2=law2.without_few(),
         law_meas=law_meas.without_few(),
@@ -394,7 +396,7 @@ def _analyse_group(
     _accept_flat_ends(pre, flags)
     seeds_per_P = {float(p): int(np.sum(pre.strata == i)) for i, p in enumerate(pre.P)}
     rng = np.random.default_rng(choices.seed)
-    one_seed = all(n == 1 for n in seeds_per_P.values())
+    one_seed = pre.one_seed
     n_boot = 0 if one_seed else choices.n_boot
     W0 = pre.strata
     W = np.vstack(
@@ -568,8 +570,7 @@ def _pipeline_flags(pre, rows, seeds_per_P, one_seed, choices, flags) -> None:
         )
     for i in np.flatnonzero(~rows.valid[0]):
         flags.append(f"P={num(pre.P[i])}: no seed reached its minimum; P left out of the fits")
-    n_used = int(rows.used[0].sum())
-    n_in_P = n_used if choices.p_min is not None else int(rows.valid[0].sum())
+    n_in_P = int(rows.in_P[0].sum())
     if n_in_P < 3:
         flags.append(f"too few P values ({n_in_P}) for gamma2 and gamma_meas (need >= 3)")
     if not np.isfinite(rows.win_lo[0]):

@@ -123,6 +123,11 @@ class Prepared:
     n_nonmonotone: int
     n_parabola: int
 
+    @property
+    def one_seed(self) -> bool:
+        """One curve per P (e.g. published seed averages): no bootstrap over seeds."""
+        return bool(np.all(np.bincount(self.strata) == 1))
+
 
 def on_grid(uu: np.ndarray, vv: np.ndarray, centres: np.ndarray, u0: float) -> np.ndarray:
     """log eps of one curve at the grid centres (NaN outside the curve).

@@ -166,3 +166,40 @@ def fit_law(X, Y, mask, sign: float, select: bool = True, offset: bool = True) -
         offset=offset,
         npts=n,
     )
+
+
+def fit_slope_within(X: np.ndarray, Y: np.ndarray, mask: np.ndarray, sign: float) -> LawFit:
+    """Eq. 2 as a pure power law with one exponent and a prefactor per curve, per row.
+
+    X, Y, mask (R, nP, B): log x, log y of nP curves. The common slope is the least-squares
+    slope within the curves (each curve's own mean taken out), so an error in a curve's
+    optimum, which shifts its log y by a constant (log eps_opt; through a power law also log
+    lambda_opt), does not move it: the authors' per-curve lines (App. F) pooled. Its standard
+    error is cluster-robust over the curves (CR1): residuals along one smooth curve are not
+    independent, the curves are (each P has its own runs), so the spread between curves sets
+    it. k is the prefactor of the mean curve, q = 0."""
+    w = mask.astype(float)
+    nc = w.sum(axis=2, keepdims=True)  # points per curve
+    with np.errstate(invalid="ignore", divide="ignore"):
+        Xm = np.where(mask, X, 0.0)
+        Ym = np.where(mask, Y, 0.0)
+        mx = np.where(nc > 0, Xm.sum(axis=2, keepdims=True) / nc, 0.0)
+        my = np.where(nc > 0, Ym.sum(axis=2, keepdims=True) / nc, 0.0)
+        dx, dy = w * (Xm - mx), w * (Ym - my)
+        sxx = (dx * dx).sum(axis=(1, 2))
+        a = (dx * dy).sum(axis=(1, 2)) / sxx
+        e = dy - a[:, None, None] * dx  # within residuals
+        score = (dx * e).sum(axis=2)  # (R, nP) each curve's share of the normal equation
+        G = (nc[:, :, 0] >= 2).sum(axis=1)  # curves that carry the slope
+        se = np.sqrt((score**2).sum(axis=1) * G / (G - 1)) / sxx
+        n = w.sum(axis=(1, 2))
+        c = (Ym.sum(axis=(1, 2)) - a * Xm.sum(axis=(1, 2))) / n
+    ok = (G >= 1) & (sxx > 0)
+    return LawFit(
+        gamma=np.where(ok, sign * a, np.nan),
+        k=np.where(ok, np.exp(c), np.nan),
+        q=np.zeros(len(a)),
+        se=np.where(G >= 2, se, np.nan),  # one curve: no spread between curves to measure
+        offset=np.zeros(len(a), dtype=bool),
+        npts=n,
+    )

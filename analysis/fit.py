@@ -561,8 +561,8 @@ def _pipeline_flags(pre, rows, seeds_per_P, one_seed, choices, flags) -> None:
     few = {p: n for p, n in seeds_per_P.items() if n < MIN_SEEDS}
     if one_seed:
         flags.append(
-            "one seed per P: no interval (no bootstrap over seeds); se is the fit's "
-            "least-squares standard error"
+            "one seed per P: no interval (no bootstrap over seeds); se from the fits "
+            "(gamma1's cluster-robust over P, the laws in P least-squares)"
         )
     elif few:
         flags.extend(f"P={num(p)} has {n} seeds (<{MIN_SEEDS})" for p, n in few.items())

@@ -7,10 +7,11 @@ For every group of DIR/groups.json (default: $AUTHORS_CURVES or the shared data 
 the automatic mode (no user choices), paper mode with the authors' P_min and window (their
 procedure; checked against their stored gamma1), and the paper's printed values (Tables 3-5).
 "Consistent" means |gamma_pred - gamma_meas| <= 2 sigma, sigma the standard error of the
-difference: ours (fit-based, the curves are seed averages) for our columns, the paper's for
-the 2-sigma check of its printed numbers. The paper's own verdict is by table: consistent in
-Tables 3 and 4 (weight decay, SGD), incompatible in Table 5 (other norms). Prints the table
-and the rule counts, and writes them as Markdown.
+difference: ours (fit-based, the curves are seed averages: the report's verdict,
+analysis.verdict) for our columns, the paper's for the 2-sigma check of its printed numbers.
+The paper's own verdict is by table: consistent in Tables 3 and 4 (weight decay, SGD),
+incompatible in Table 5 (other norms). Prints the table and the rule counts, and writes them
+as Markdown.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from analysis.authors import authors_dir, load_groups
 from analysis.fit import Choices, analyse
+from analysis.verdict import agreement
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "authors-curves.md"
 RULES = {
@@ -46,6 +48,7 @@ def fmt(x: float, d: int = 3) -> str:
 
 
 def consistent(pred: float, meas: float, sigma: float | None) -> bool | None:
+    """The report's 2-sigma rule (analysis.verdict) applied to the paper's printed numbers."""
     if sigma is None or not all(map(math.isfinite, (pred, meas, sigma))):
         return None
     return abs(pred - meas) <= 2 * sigma
@@ -82,7 +85,7 @@ def main() -> None:
         vals = [auto.gamma1.value, auto.gamma2.value, auto.gamma_pred.value, auto.gamma_meas.value]
         agree["all four"] += all(map(math.isfinite, vals))
         auto_close.append(abs(vals[0] - pp["gamma1"]) <= 0.15 * pp["gamma1"])
-        ours = consistent(auto.gamma_pred.value, auto.gamma_meas.value, auto.gamma_diff.se)
+        _, ours = agreement(auto)  # the report's verdict (2 fit se with one seed per P)
         theirs = consistent(pp["gamma_pred"], pp["gamma_meas"], pp["sigma"])
         claimed = "norm" not in g.setting  # the paper: compatible in Tables 3-4, not in 5
         if ours is not None:

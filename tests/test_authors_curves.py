@@ -12,6 +12,7 @@ import pytest
 
 from analysis.authors import authors_dir, load_groups
 from analysis.fit import Choices, analyse
+from analysis.verdict import agreement
 
 ROOT = authors_dir()
 GROUPS = load_groups(ROOT) if ROOT is not None else {}
@@ -77,11 +78,7 @@ def test_agreement_with_the_papers_hand_analysis(results):
         n for n, r in results.items() if all(math.isfinite(getattr(r, e).value) for e in EXPONENTS)
     ]
     assert len(full) == 23
-    same = sum(
-        (abs(results[n].gamma_diff.value) <= 2 * results[n].gamma_diff.se)
-        == ("norm" not in GROUPS[n].setting)
-        for n in full
-    )
+    same = sum(agreement(results[n])[1] == ("norm" not in GROUPS[n].setting) for n in full)
     assert same == 15
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from analysis import synth
+from analysis.io import THEORY_GROUP
 from analysis.report import compact_flags, main
 from analysis.results import Estimate
 from analysis.verdict import agreement, display_name, display_names, estimate_text
@@ -46,8 +47,9 @@ def _est(value, ci=None, se=None):
 
 
 class _R:  # the fields agreement() reads, as on analysis.results.GroupResult
-    def __init__(self, pred, meas, diff):
+    def __init__(self, pred, meas, diff, group="cnn|mnist|adam|wd=0.0|norm/x"):
         self.gamma_pred, self.gamma_meas, self.gamma_diff = pred, meas, diff
+        self.group = group
 
 
 def test_agreement_reads_the_interval_or_the_se():
@@ -55,8 +57,13 @@ def test_agreement_reads_the_interval_or_the_se():
     assert ok is True and "covers 0" in text
     text, ok = agreement(_R(_est(0.5), _est(0.2), _est(0.3, (0.2, 0.4))))
     assert ok is False and "excludes 0" in text
-    # one seed per P: no interval, no judgement (the fit se of a noiseless curve is misfit)
+    # one seed per P, real curves: judged at 2 of the fits' se, and said so
     text, ok = agreement(_R(_est(0.5), _est(0.49), _est(0.01, None, 0.002)))
+    assert ok is False and "fits' errors" in text and "5.0 se (> 2)" in text
+    text, ok = agreement(_R(_est(0.5), _est(0.49), _est(0.01, None, 0.006)))
+    assert ok is True and "1.7 se (<= 2)" in text
+    # ... the theory: no judgement (the fit se of a noiseless curve is misfit)
+    text, ok = agreement(_R(_est(0.5), _est(0.49), _est(0.01, None, 0.002), THEORY_GROUP))
     assert ok is None and "+0.01, 2.0% of gamma_pred, 5.0 fit se" in text
     text, ok = agreement(_R(_est(0.5), _est(np.nan), _est(np.nan)))
     assert ok is None and "not estimated" in text

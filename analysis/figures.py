@@ -197,7 +197,9 @@ def fig_fits(
     colors = PColors(curves["P"].unique(), label=p_label)
     _collapse_axes(left, curves, result, colors)
     left.set_title(rf"$\gamma_1$ = {_fmt(result.gamma1)}", fontsize=9)
-    _opt_axes(right, result, "lambda_opt", colors, p_label)
+    # paper mode fits Eq. 3 on lambda0, the seeds' own argmins (analysis/paper.py)
+    col = "lambda0" if "lambda0" in result.per_P else "lambda_opt"
+    _opt_axes(right, result, col, colors, p_label, law="in_gamma2")
     if np.isfinite(result.gamma2.value):
         P = np.geomspace(result.per_P["P"].min(), result.per_P["P"].max(), 50)
         y = power_law(P, result.k2.value, -result.gamma2.value, result.q2.value)
@@ -230,12 +232,9 @@ def fig_eps_opt(
         result = dataclasses.replace(result, per_P=per_P)
     fig, ax = plt.subplots(figsize=FIGSIZE, constrained_layout=True)
     colors = PColors(result.per_P["P"], label=p_label)
-    _opt_axes(ax, result, "eps_opt", colors, p_label)
-    # the anchor takes the P the laws in P took (analysis/fit.py, step 5): every P with an
-    # optimum under the automatic P_min, P >= P_min under a chosen one
-    per_P = result.per_P
-    auto = result.choices.get("p_min_rule") == "auto:collapse" and "at_edge" in per_P
-    used = per_P[~per_P["at_edge"].astype(bool)] if auto else _used(result)
+    _opt_axes(ax, result, "eps_opt", colors, p_label, law="in_gamma_meas")
+    # the anchor takes the P the fit of eps_opt(P) took
+    used = result.per_P[_in_law(result.per_P, "in_gamma_meas")]
     used = used[_positive(used["P"].to_numpy(float), used["eps_opt"].to_numpy(float))]
     P = np.geomspace(result.per_P["P"].min(), result.per_P["P"].max(), 50)
     meas, pred = result.gamma_meas, result.gamma_pred
@@ -255,14 +254,22 @@ def fig_eps_opt(
     return fig
 
 
-def _opt_axes(ax, result: GroupResult, col: str, colors: PColors, p_label: str = "P") -> None:
-    """Points of lambda_opt or eps_opt against P with their bootstrap intervals as error bars."""
+def _in_law(per_P: pd.DataFrame, law: str) -> np.ndarray:
+    """Which P the law in P took (per_P column law; a table without it: the used P)."""
+    col = law if law in per_P else "used"
+    return per_P[col].to_numpy(bool) if col in per_P else np.ones(len(per_P), bool)
+
+
+def _opt_axes(
+    ax, result: GroupResult, col: str, colors: PColors, p_label: str = "P", law: str = "used"
+) -> None:
+    """Points of lambda_opt or eps_opt against P with their bootstrap intervals as error bars;
+    the P that the law in P (per_P column law) left out are crosses."""
     per_P = result.per_P
-    for _, row in per_P.iterrows():
+    for (_, row), used in zip(per_P.iterrows(), _in_law(per_P, law), strict=True):
         y = row[col]
         lo, hi = row.get(f"{col}_lo", np.nan), row.get(f"{col}_hi", np.nan)
         yerr = [[max(y - lo, 0)], [max(hi - y, 0)]] if np.isfinite(lo) and np.isfinite(hi) else None
-        used = bool(row.get("used", True))
         ax.errorbar(
             row["P"],
             y,

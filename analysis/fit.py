@@ -669,7 +669,10 @@ def _per_P_table(pre, rows, boot, seeds_per_P, level) -> pd.DataFrame:
             "eps_opt_lo": q(Eb, a),
             "eps_opt_hi": q(Eb, 1 - a),
             "at_edge": ~rows.valid[0],
-            "used": rows.used[0],
+            "used": rows.used[0],  # in Eq. 2 (gamma1): P >= P_min
+            # in the laws in P (step 5): every P with an optimum, or P >= a chosen P_min
+            "in_gamma2": rows.in_P[0],
+            "in_gamma_meas": rows.in_P[0],
         }
     )
 

@@ -128,13 +128,19 @@ def seed_lambda0(g: pd.DataFrame) -> pd.Series:
     return first_min.groupby("P")["lambda"].mean()
 
 
-def fit_gamma2(P, lambda0, p_range=None) -> Line:
-    """Step 3: ln lambda0 = c + gamma2 ln P over p_range (inclusive; None: every P)."""
-    P, lambda0 = np.asarray(P, float), np.asarray(lambda0, float)
-    keep = np.isfinite(lambda0) & (lambda0 > 0)
+def law_points(P, y, p_range=None) -> np.ndarray:
+    """Which P a law in P takes: y finite and positive, P in p_range (inclusive; None: all)."""
+    P, y = np.asarray(P, float), np.asarray(y, float)
+    keep = np.isfinite(y) & (y > 0)
     if p_range is not None:
         keep &= (P >= p_range[0]) & (P <= p_range[1])
-    return ols(np.log(P[keep]), np.log(lambda0[keep]))
+    return keep
+
+
+def fit_gamma2(P, lambda0, p_range=None) -> Line:
+    """Step 3: ln lambda0 = c + gamma2 ln P over p_range (inclusive; None: every P)."""
+    keep = law_points(P, lambda0, p_range)
+    return ols(np.log(np.asarray(P, float)[keep]), np.log(np.asarray(lambda0, float)[keep]))
 
 
 def analyse_group(name: str, g: pd.DataFrame, choices: Choices) -> GroupResult:
@@ -166,13 +172,19 @@ def analyse_group(name: str, g: pd.DataFrame, choices: Choices) -> GroupResult:
         else:
             slope[i], slope_se[i], npts[i] = line.slope, line.se, line.n
     lam0 = seed_lambda0(g).reindex(P).to_numpy()
+    # eps_opt(P) takes every P (step 4), gamma1 only P >= P_min: the table shows them all
+    eps_min = _row_min(eps)
+    has = np.isfinite(eps_min)
+    eps_opt[~used & has] = eps_min[~used & has]
+    arg = np.argmin(np.where(np.isfinite(eps), eps, np.inf), axis=1)
+    lam_opt[~used & has] = grid[arg[~used & has]]
     est: dict[str, Estimate] = {}
     est["gamma1"] = Estimate(g1, se=_f(s1), se_delta=_f(s1))
     est["k1"] = Estimate(k1)
     if not np.isfinite(g1):
         flags.append("no P has >= 3 points in the window: gamma1 not estimated")
     line2 = _line_or_flag(lambda: fit_gamma2(P, lam0, choices.p_range2), "gamma2", flags)
-    line_m = _line_or_flag(lambda: fit_gamma2(P, _row_min(eps)), "gamma_meas", flags)
+    line_m = _line_or_flag(lambda: fit_gamma2(P, eps_min), "gamma_meas", flags)
     nan = Line(math.nan, math.nan, math.nan, 0)
     line2, line_m = line2 or nan, line_m or nan
     est["gamma2"] = Estimate(line2.slope, se=_f(line2.se), se_delta=_f(line2.se))
@@ -195,7 +207,9 @@ def analyse_group(name: str, g: pd.DataFrame, choices: Choices) -> GroupResult:
             "slope_se": slope_se,
             "n_window": npts,
             "at_edge": False,
-            "used": used,
+            "used": used,  # in gamma1: P >= P_min
+            "in_gamma2": law_points(P, lam0, choices.p_range2),
+            "in_gamma_meas": law_points(P, eps_min),
         }
     )
     per_seed = g.loc[g.groupby(["P", "seed"], sort=True)["test_error"].idxmin()]

@@ -247,7 +247,13 @@ def run_report(sweep: Sweep, choices, out: Path, progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     n_groups = sweep.curves["group"].nunique()
-    say(f"fitting {n_groups} group(s), {choices.n_boot} bootstrap resamples each", progress)
+    seeds = sweep.curves.groupby(["group", "P"])["seed"].nunique().groupby(level=0).max()
+    n_one = int((seeds == 1).sum())  # one seed per P: no bootstrap (fit-based errors)
+    boot = f"{choices.n_boot} bootstrap resamples each"
+    if n_one:
+        boot = "one seed per P: fit-based errors" if n_one == n_groups else boot
+        boot += f" ({n_one} with one seed per P: none)" if n_one < n_groups else ""
+    say(f"fitting {n_groups} group(s), {boot}", progress)
     # issue 10 (analysis/perceptron.py): MSE perceptrons are described, not fitted, and a
     # perceptron group's gamma_meas is that of the relative error eps_opt/eps_0
     results = perceptron.analyse_fitted(sweep.curves, choices, sweep.group_kinds, progress)
@@ -409,6 +415,18 @@ COLLAPSE_NOTE = (
 )
 
 
+def _interval_text(results: list, level: float) -> str:
+    """What the intervals are: a bootstrap over seeds, or (one seed per P) fit-based errors."""
+    one = [r for r in results if r.seeds_per_P and max(r.seeds_per_P.values()) == 1]
+    boot = f"Intervals: {int(level * 100)}% bootstrap over seeds, stratified by P."
+    fit = "standard errors of the fits (one seed per P: no bootstrap, no intervals)."
+    if not one:
+        return boot
+    if len(one) == len(results):
+        return "Errors: " + fit
+    return f"{boot} Groups with one seed per P ({len(one)}): " + fit
+
+
 def report_blocks(sweep: Sweep, results: list, comparison: list[dict], figs) -> list[tuple]:
     """The report as blocks: (h1|h2|h3|p, text), (table, header, rows), (verdict, [Verdict]),
     (list, [text]), (grid, [(file, caption, wide)]). Table cells still hold group keys:
@@ -419,8 +437,8 @@ def report_blocks(sweep: Sweep, results: list, comparison: list[dict], figs) -> 
         ("h1", f"Scaling report: {sweep.name}"),
         (
             "p",
-            f"Source: {_describe_source(sweep.source)}. {len(results)} group(s). Intervals: "
-            f"{int(level * 100)}% bootstrap over seeds, stratified by P.",
+            f"Source: {_describe_source(sweep.source)}. {len(results)} group(s). "
+            + _interval_text(results, level),
         ),
         ("verdict", [verdict(r, names[r.group]) for r in results]),
         ("h2", "Table 1: predicted vs measured exponent of eps_opt(P)"),

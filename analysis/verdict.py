@@ -38,7 +38,7 @@ def display_name(group: str) -> str:
     another shape (a file's group, the theory) is returned with its `|` as ` / `."""
     parts = group.split("|")
     if len(parts) < 5 or not parts[3].startswith("wd="):
-        return " / ".join(p.capitalize() if i == 0 else p for i, p in enumerate(parts))
+        return " / ".join(p[:1].upper() + p[1:] if i == 0 else p for i, p in enumerate(parts))
     model, dataset, optimizer, wd, *extra, norm = parts
     extras = dict(e.split("=", 1) for e in extra if "=" in e)
     if model == "perceptron":  # the teacher and full-batch GD are the perceptron's setting

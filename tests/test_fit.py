@@ -133,7 +133,13 @@ def test_user_choices_are_used_and_reported():
     assert res.choices["p_min"] == 4000 and res.choices["p_min_rule"] == "user"
     assert res.choices["window"] == [0.01, 0.1] and res.choices["window_rule"] == "user"
     assert list(res.per_P["used"]) == [False, False, True, True, True, True]
+    # a chosen P_min holds for the laws in P too (step 5); the table says which P they took
+    assert list(res.per_P["in_gamma2"]) == list(res.per_P["used"])
+    assert list(res.per_P["in_gamma_meas"]) == list(res.per_P["used"])
     assert res.gamma1.ci == res.gamma1.ci_percentile
+    # automatic P_min: gamma1 from P >= P_min, the laws in P from every P with an optimum
+    auto = _one(df, n_boot=0)
+    assert list(auto.per_P["in_gamma2"]) == list(~auto.per_P["at_edge"].astype(bool))
 
 
 def test_bad_input_raises_clear_errors():

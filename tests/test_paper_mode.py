@@ -122,6 +122,25 @@ def test_gamma1_on_a_pure_power_law_and_the_error_of_the_mean():
     assert res.choices["quantities"]["gamma1"].startswith("minus the mean over P")
 
 
+def test_per_P_table_says_which_P_each_law_took():
+    """gamma1 from P >= P_min, gamma2 over --p-range2, eps_opt(P) over every P: all shown."""
+    rows = []
+    for P in (1e3, 2e3, 4e3, 8e3):
+        lam = np.logspace(0, 4, 81)
+        m = 10.0 ** (1 + P / 4e3)
+        eps = np.where(lam <= m, (lam / m) ** -0.5, (lam / m) ** 0.3) * P**-0.3
+        rows.append(pd.DataFrame({"P": P, "seed": 0, "lambda": lam, "test_error": eps}))
+    ch = Choices(paper_mode=True, p_min=2e3, window=(1e-3, 0.5), p_range2=(2e3, 4e3))
+    (res,) = analyse(pd.concat(rows), ch)
+    t = res.per_P
+    assert list(t["used"]) == [False, True, True, True]
+    assert list(t["in_gamma2"]) == [False, True, True, False]
+    assert list(t["in_gamma_meas"]) == [True, True, True, True]
+    # the P below P_min still has its optimum, the point eps_opt(P) was fitted on
+    np.testing.assert_allclose(t["eps_opt"], np.array([1e3, 2e3, 4e3, 8e3]) ** -0.3, rtol=1e-9)
+    assert res.gamma_meas.value == pytest.approx(0.3, rel=1e-9)
+
+
 def test_window_with_too_few_points_is_flagged_by_P():
     df = _v_sweep([1e3, 2e3, 4e3], [1.0], 0.5, shift_grid=False)
     (res,) = analyse(df, Choices(paper_mode=True, window=(0.55, 0.6)))

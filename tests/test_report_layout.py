@@ -35,6 +35,8 @@ def test_display_names():
         == "CNN / digits / Adam / label noise 0.2 / lambda = norm/paper/l1"
     )
     assert display_name("theory|fixed-norm perceptron") == "Theory / fixed-norm perceptron"
+    # a file's own group name keeps its case (only the first letter is raised)
+    assert display_name("ViT_CIFAR10_norm=l1") == "ViT_CIFAR10_norm=l1"
     assert display_name("my_file") == "My_file"
     # two keys that read alike stay apart
     a, b = CNN, CNN.replace("norm/spectral_complexity", "norm")

@@ -415,6 +415,15 @@ COLLAPSE_NOTE = (
 )
 
 
+def _p_counts(r) -> str:
+    """How many of the group's P values gamma1 (P >= P_min) and gamma2 (Eq. 3) took."""
+    t = r.per_P
+    if t is None or not len(t) or "used" not in t:
+        return f"- of {r.n_P}"
+    n2 = int(t["in_gamma2"].sum()) if "in_gamma2" in t else int(t["used"].sum())
+    return f"{int(t['used'].sum())} / {n2} of {r.n_P}"
+
+
 def _interval_text(results: list, level: float) -> str:
     """What the intervals are: a bootstrap over seeds, or (one seed per P) fit-based errors."""
     one = [r for r in results if r.seeds_per_P and max(r.seeds_per_P.values()) == 1]
@@ -465,7 +474,17 @@ def report_blocks(sweep: Sweep, results: list, comparison: list[dict], figs) -> 
         ("h2", "Table 2: exponents of the two dynamical laws (Eq. 2, 3)"),
         (
             "table",
-            ["group", "gamma1", "se", "gamma2", "se", "q1", "q2", "P used", "seeds/P"],
+            [
+                "group",
+                "gamma1",
+                "se",
+                "gamma2",
+                "se",
+                "q1",
+                "q2",
+                "P in gamma1 / gamma2",
+                "seeds/P",
+            ],
             [
                 [
                     r.group,
@@ -475,7 +494,7 @@ def report_blocks(sweep: Sweep, results: list, comparison: list[dict], figs) -> 
                     _num(r.gamma2.se),
                     _num(r.q1.value),
                     _num(r.q2.value),
-                    str(r.n_P),
+                    _p_counts(r),
                     _seeds(r.seeds_per_P),
                 ]
                 for r in results

@@ -123,6 +123,14 @@ def test_verdict_names_flags_and_no_nan(report):
     assert "<ul><li>" in html
     assert not re.search(r"\bnan\b", md, re.I)
     assert "collapse (S ~ 1: within noise)" in md and "S = " in md
+    # Table 2 counts the P each law took, out of the group's P values
+    cnn_row = next(
+        x for x in md.splitlines() if x.startswith("| CNN / MNIST / Adam") and "| 4 |" in x
+    )
+    n1, n2, n = re.search(r"\| (\d+) / (\d+) of (\d+) \|", cnn_row).groups()
+    res = next(g for g in doc["groups"] if g["group"] == CNN)
+    assert int(n) == 4 and int(n1) == sum(r["used"] for r in res["per_P"])
+    assert int(n2) == sum(r["in_gamma2"] for r in res["per_P"]) and int(n2) >= int(n1)
 
 
 def test_figures_in_a_grid_in_the_paper_order(report):

@@ -76,12 +76,18 @@ def effective_dof(jack: np.ndarray, jack_strata: np.ndarray | None, n_seeds: dic
             return math.inf
         parts.append((n - 1) / n * np.sum((Jh - Jh.mean()) ** 2))
         dofs.append(n - 1)
-    v, d = np.array(parts), np.array(dofs)
+    return satterthwaite(parts, dofs)
+
+
+def satterthwaite(parts, dofs) -> float:
+    """Welch-Satterthwaite: nu = (sum v_i)^2 / sum v_i^2 / nu_i for a variance sum v_i, each
+    part known to nu_i degrees of freedom (inf when no part has a variance)."""
+    v, d = np.asarray(parts, float), np.asarray(dofs, float)
     den = np.sum(v**2 / d)
     return float(np.sum(v) ** 2 / den) if den > 0 else math.inf
 
 
-def _z(level: float, dof: float) -> float:
+def critical(level: float, dof: float) -> float:
     """The two-sided normal quantile, widened to Student t's for finite dof (Hesterberg 2015,
     "expanded percentile"): the bootstrap spread is itself estimated from a few seeds."""
     q = (1 + level) / 2
@@ -96,7 +102,7 @@ def percentile_ci(
     b = boot[np.isfinite(boot)]
     if len(b) < 10 or np.ptp(b) == 0:
         return None
-    a = float(norm.cdf(-_z(level, dof)))
+    a = float(norm.cdf(-critical(level, dof)))
     lo, hi = np.quantile(b, [a, 1 - a])
     return float(lo), float(hi)
 
@@ -119,7 +125,7 @@ def bca_ci(
     d = j.mean() - j if len(j) > 2 else np.zeros(1)
     den = 6.0 * np.sum(d**2) ** 1.5
     acc = float(np.sum(d**3) / den) if den > 0 else 0.0
-    z = np.array([-1.0, 1.0]) * _z(level, dof)
+    z = np.array([-1.0, 1.0]) * critical(level, dof)
     adj = norm.cdf(z0 + (z0 + z) / (1 - acc * (z0 + z)))
     if not np.all(np.isfinite(adj)):
         return None

@@ -76,7 +76,9 @@ squares), collapse, bootstrap. The pipeline for one group, in the order it runs:
    0.007, the paper 0.409; given the authors' P_min and window, gamma1 within 15% of the
    paper's in 21 of 21 groups, 20 with one prefactor). The errors are then fit-based
    (flagged): gamma1's cluster-robust over the curves (each P is its own runs, the points
-   along one smooth curve are not independent), the laws in P their least-squares ones.
+   along one smooth curve are not independent), the laws in P their least-squares ones; each
+   with its degrees of freedom (curves - 1, points - 2; Welch-Satterthwaite for gamma_pred
+   and gamma_diff), for the verdict's Student t threshold (analysis.verdict).
 6. gamma_pred = gamma1 gamma2 (Eq. 5), gamma_diff = gamma_pred - gamma_meas; collapse S
    (collapse.py).
 
@@ -444,9 +446,20 @@ def _analyse_group(
         "gamma_meas": est(lm.gamma, sem),
         "gamma_diff": est(rows.gamma_diff, math.sqrt(se_pred**2 + sem**2)),
     }
-    if one_seed:  # no bootstrap: the fit-based error is the one there is (flagged)
-        for e in res.values():
+    if one_seed:  # no bootstrap: the fit-based error is the one there is (flagged), known to
+        # the fits' degrees of freedom; a product or difference by Welch-Satterthwaite
+        v1, v2, vm = (g2 * se1) ** 2, (g1 * se2) ** 2, sem**2
+        d1, d2, dm = l1.dof[0], l2.dof[0], lm.dof[0]
+        dofs = {
+            "gamma1": d1,
+            "gamma2": d2,
+            "gamma_meas": dm,
+            "gamma_pred": bs.satterthwaite([v1, v2], [d1, d2]),
+            "gamma_diff": bs.satterthwaite([v1, v2, vm], [d1, d2, dm]),
+        }
+        for k, e in res.items():
             e.se = e.se_delta
+            e.dof = as_float(dofs[k])
     # a resample failed if it lost an exponent the data themselves give (one the data do not
     # give, e.g. gamma1 without a window, is flagged above and would count every resample)
     laws = {"gamma1": l1, "gamma2": l2, "gamma_meas": lm}

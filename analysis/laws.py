@@ -24,6 +24,7 @@ class LawFit:
     se: np.ndarray  # least-squares standard error of gamma
     offset: np.ndarray  # bool: q was fitted (not fixed at 0)
     npts: np.ndarray  # points in the fit
+    dof: np.ndarray  # degrees of freedom behind se (points less parameters; curves less 1)
 
     def without_few(self, min_points: int = 3) -> LawFit:
         """NaN where the fit had fewer than min_points: a line through two points has no check
@@ -31,7 +32,13 @@ class LawFit:
         few = self.npts < min_points
         nan = lambda a: np.where(few, np.nan, a)  # noqa: E731
         return LawFit(
-            nan(self.gamma), nan(self.k), nan(self.q), nan(self.se), self.offset, self.npts
+            nan(self.gamma),
+            nan(self.k),
+            nan(self.q),
+            nan(self.se),
+            self.offset,
+            self.npts,
+            nan(self.dof),
         )
 
     @staticmethod
@@ -143,7 +150,7 @@ def fit_law(X, Y, mask, sign: float, select: bool = True, offset: bool = True) -
     X, Y, mask = X[:, keep], Y[:, keep], mask[:, keep]
     if not keep.any():  # no row has points (e.g. no window found anywhere): nothing to fit
         nan, none = np.full(len(X), np.nan), np.zeros(len(X))  # n = 0 points, not NaN points
-        return LawFit(nan, nan, nan, nan, nan > 0, none)
+        return LawFit(nan, nan, nan, nan, nan > 0, none, nan)
     a0, c0, se0, sse0, n = fit_line(X, Y, mask)
     # a selected offset must be positive (the test keeps it only then); an always-fitted one
     # may go negative, or a true q = 0 would sit on the bound in half the resamples and bias
@@ -165,6 +172,7 @@ def fit_law(X, Y, mask, sign: float, select: bool = True, offset: bool = True) -
         se=np.where(offset, se1, se0),
         offset=offset,
         npts=n,
+        dof=n - np.where(offset, 3, 2),
     )
 
 
@@ -202,4 +210,5 @@ def fit_slope_within(X: np.ndarray, Y: np.ndarray, mask: np.ndarray, sign: float
         se=np.where(G >= 2, se, np.nan),  # one curve: no spread between curves to measure
         offset=np.zeros(len(a), dtype=bool),
         npts=n,
+        dof=(G - 1).astype(float),  # CR1: as many independent scores as curves, less the mean
     )

@@ -6,8 +6,10 @@ A group key (analysis.io.group_name) is `model|dataset|optimizer|wd=...|[label_n
 decay, label noise, a non-default norm) and, where two groups would still read alike, the raw
 key. The verdict says whether gamma_pred = gamma1 gamma2 (Eq. 5) agrees with gamma_meas: the
 interval of their difference covers 0. With one seed per P (e.g. the authors' published
-seed-averaged curves) there is no interval: the difference is judged within 2 of the fits'
-standard errors, as the paper judges its own (App. F), and the text says so; not for the
+seed-averaged curves) there is no interval: the difference is judged against the fits'
+standard error, as the paper judges its own (App. F), at the Student t threshold of the
+level for the fits' degrees of freedom (Welch-Satterthwaite; 2.26 at 9), and the text says
+so; not for the
 theory, whose noiseless curves make a fit's se a measure of misfit, not of noise: there the
 difference is only stated. Where an exponent is not estimated the verdict lists the fit's own
 reasons (its flags).
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis import results
+from analysis.bootstrap import critical
 from analysis.io import THEORY_GROUP
 from common import names as N
 
@@ -92,8 +95,9 @@ def estimate_text(e) -> str:
     return results.estimate_text(e, with_se=True)
 
 
-def agreement(r) -> tuple[str, bool | None]:
-    """Does gamma_pred = gamma1 gamma2 agree with gamma_meas (Eq. 5)? Text and True/False/None."""
+def agreement(r, level: float = 0.95) -> tuple[str, bool | None]:
+    """Does gamma_pred = gamma1 gamma2 agree with gamma_meas (Eq. 5)? Text and True/False/None.
+    level: of the interval (one seed per P: of the Student t threshold on the fits' se)."""
     d = r.gamma_diff
     if not (np.isfinite(r.gamma_pred.value) and np.isfinite(r.gamma_meas.value)):
         return "cannot be compared: an exponent is not estimated", None
@@ -114,11 +118,15 @@ def agreement(r) -> tuple[str, bool | None]:
     rel = f", {abs(diff) / abs(r.gamma_pred.value):.1%} of gamma_pred" if r.gamma_pred.value else ""
     has_se = d.se is not None and np.isfinite(d.se) and d.se > 0
     if has_se and r.group != THEORY_GROUP:
-        ok = bool(abs(diff) <= 2 * d.se)
+        dof = d.dof if d.dof is not None else np.inf
+        crit = critical(level, dof)  # Student t: the fits' se rest on a few P
+        ok = bool(abs(diff) <= crit * d.se)
         verb = "agrees with" if ok else "disagrees with"
+        t = f"t, {dof:.0f} dof" if np.isfinite(dof) else "normal"
         return (
             f"gamma_pred {verb} gamma_meas by the fits' errors (one seed per P, no bootstrap): "
-            f"difference {diff:+.3g} = {abs(diff) / d.se:.1f} se ({'<=' if ok else '>'} 2)",
+            f"difference {diff:+.3g} = {abs(diff) / d.se:.1f} se "
+            f"({'<=' if ok else '>'} {crit:.2f}, {level:.0%} {t})",
             ok,
         )
     se = f", {abs(diff) / d.se:.1f} fit se" if has_se else ""
@@ -132,5 +140,5 @@ def verdict(r, name: str) -> Verdict:
     if missing:
         why = [f for f in r.flags if any(w in f for w in (*REASON_WORDS, *missing))]
         reasons = tuple(why) or ("the fit gave no reason; see the group's flags",)
-    text, ok = agreement(r)
+    text, ok = agreement(r, r.choices.get("level", 0.95) if r.choices else 0.95)
     return Verdict(r.group, name, exps, text, ok, reasons)

@@ -48,6 +48,7 @@ def test_every_exponent_is_given_or_has_a_reason(results):
             est = getattr(r, e)
             if math.isfinite(est.value):
                 assert est.se is not None and est.se > 0, (name, e)  # fit-based error, one seed
+                assert est.dof is not None and est.dof >= 1, (name, e)  # ... on few P: t, not z
             else:
                 assert any(any(t in f for t in REASONS[e]) for f in r.flags), (name, e, r.flags)
 

@@ -1,7 +1,11 @@
 """analysis.laws.fit_slope_within (Eq. 2 with a prefactor per curve) against dense computations."""
 
-import numpy as np
+import math
 
+import numpy as np
+import pytest
+
+from analysis.bootstrap import satterthwaite
 from analysis.laws import fit_slope_within
 
 
@@ -32,6 +36,14 @@ def test_slope_and_cluster_robust_error_equal_the_dense_formulas():
     np.testing.assert_allclose(fit.gamma[0], -beta[0], rtol=1e-10)
     np.testing.assert_allclose(fit.se[0], se, rtol=1e-8)
     assert fit.q[0] == 0 and not fit.offset[0] and fit.npts[0] == mask.sum()
+    assert fit.dof[0] == G - 1  # one score per curve, less the mean
+
+
+def test_satterthwaite_degrees_of_freedom():
+    # k equal parts of d dof each add up to k d; one dominant part keeps its own dof
+    assert satterthwaite([1.0, 1.0, 1.0], [4, 4, 4]) == pytest.approx(12.0)
+    assert satterthwaite([1.0, 1e-9], [3, 100]) == pytest.approx(3.0, rel=1e-6)
+    assert satterthwaite([0.0, 0.0], [3, 5]) == math.inf
 
 
 def test_balanced_curves_give_the_mean_slope_and_its_standard_error():

@@ -59,11 +59,16 @@ def test_agreement_reads_the_interval_or_the_se():
     assert ok is True and "covers 0" in text
     text, ok = agreement(_R(_est(0.5), _est(0.2), _est(0.3, (0.2, 0.4))))
     assert ok is False and "excludes 0" in text
-    # one seed per P, real curves: judged at 2 of the fits' se, and said so
+    # one seed per P, real curves: judged on the fits' se, at the t threshold of their
+    # degrees of freedom (normal when unknown), and said so
     text, ok = agreement(_R(_est(0.5), _est(0.49), _est(0.01, None, 0.002)))
-    assert ok is False and "fits' errors" in text and "5.0 se (> 2)" in text
+    assert ok is False and "fits' errors" in text and "5.0 se (> 1.96, 95% normal)" in text
     text, ok = agreement(_R(_est(0.5), _est(0.49), _est(0.01, None, 0.006)))
-    assert ok is True and "1.7 se (<= 2)" in text
+    assert ok is True and "1.7 se (<= 1.96" in text
+    few = Estimate(value=0.01, se=0.0045, dof=9.0)  # 2.2 se: beyond 1.96, within t_9 = 2.26
+    text, ok = agreement(_R(_est(0.5), _est(0.49), few))
+    assert ok is True and "2.2 se (<= 2.26, 95% t, 9 dof)" in text
+    assert agreement(_R(_est(0.5), _est(0.49), few), level=0.9)[1] is False  # t_9 at 90%: 1.83
     # ... the theory: no judgement (the fit se of a noiseless curve is misfit)
     text, ok = agreement(_R(_est(0.5), _est(0.49), _est(0.01, None, 0.002), THEORY_GROUP))
     assert ok is None and "+0.01, 2.0% of gamma_pred, 5.0 fit se" in text

@@ -57,6 +57,20 @@ class TransformerBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+def token_parts(
+    in_shape: tuple[int, int, int], dim: int, patch: int, option: str
+) -> tuple[nn.Conv2d, nn.Parameter, nn.Parameter]:
+    """The patch conv, class token and position embedding both ViTs embed with (zeros; each
+    ViT initialises them its own way). option: the setting named when patch does not divide
+    the image."""
+    c, h, w = in_shape
+    if h % patch or w % patch:
+        raise ValueError(f"{option}: {patch} does not divide the image size {h}x{w}")
+    n_tokens = (h // patch) * (w // patch) + 1
+    conv = nn.Conv2d(c, dim, patch, stride=patch)
+    return conv, nn.Parameter(torch.zeros(1, 1, dim)), nn.Parameter(torch.zeros(1, n_tokens, dim))
+
+
 def embed_tokens(
     x: torch.Tensor, patch_embed: nn.Conv2d, cls_token: torch.Tensor, pos_embed: torch.Tensor
 ) -> torch.Tensor:
@@ -80,13 +94,11 @@ class ViT(nn.Module):
         mlp_ratio: int = 2,
     ):
         super().__init__()
-        c, h, w = in_shape
-        if h % patch or w % patch:
-            raise ValueError(f"vit_patch: {patch} does not divide the image size {h}x{w}")
-        self.patch_embed = nn.Conv2d(c, dim, patch, stride=patch)
-        n_tokens = (h // patch) * (w // patch) + 1
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_embed = nn.Parameter(0.02 * torch.randn(1, n_tokens, dim))
+        self.patch_embed, self.cls_token, self.pos_embed = token_parts(
+            in_shape, dim, patch, "vit_patch"
+        )
+        with torch.no_grad():
+            self.pos_embed.normal_(0.0, 0.02)
         self.blocks = nn.Sequential(
             *[TransformerBlock(dim, heads, mlp_ratio) for _ in range(depth)]
         )
@@ -133,13 +145,9 @@ class PaperViT(nn.Module):
         init_factor: float = 1.0,
     ):
         super().__init__()
-        c, h, w = in_shape
-        if h % patch or w % patch:
-            raise ValueError(f"patch: {patch} does not divide the image size {h}x{w}")
-        self.patch_embed = nn.Conv2d(c, dim, patch, stride=patch)
-        n_tokens = (h // patch) * (w // patch) + 1
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, n_tokens, dim))
+        self.patch_embed, self.cls_token, self.pos_embed = token_parts(
+            in_shape, dim, patch, "patch"
+        )
         self.pos_drop = nn.Dropout(dropout)
         self.blocks = nn.Sequential(
             *[PaperTransformerBlock(dim, heads, mlp_ratio, dropout) for _ in range(depth)]

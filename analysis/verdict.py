@@ -9,10 +9,9 @@ interval of their difference covers 0. With one seed per P (e.g. the authors' pu
 seed-averaged curves) there is no interval: the difference is judged against the fits'
 standard error, as the paper judges its own (App. F), at the Student t threshold of the
 level for the fits' degrees of freedom (Welch-Satterthwaite; 2.26 at 9), and the text says
-so; not for the
-theory, whose noiseless curves make a fit's se a measure of misfit, not of noise: there the
-difference is only stated. Where an exponent is not estimated the verdict lists the fit's own
-reasons (its flags).
+so; not for the theory, whose noiseless curves make a fit's se a measure of misfit, not of
+noise: there the difference is only stated. Where an exponent is not estimated the verdict
+lists the fit's own reasons (its flags).
 """
 
 from __future__ import annotations
@@ -113,7 +112,7 @@ def agreement(r, level: float = 0.95) -> tuple[str, bool | None]:
             ok,
         )
     # One seed per P: no interval. Real curves (independent runs at each P): the fits' se
-    # carry the noise between P and judge, at 2 se. The theory's noiseless curves: the se
+    # carry the noise between P and judge, at Student t. The theory's noiseless curves: the se
     # measures the laws' misfit, not noise, so the size of the difference is stated instead.
     rel = f", {abs(diff) / abs(r.gamma_pred.value):.1%} of gamma_pred" if r.gamma_pred.value else ""
     has_se = d.se is not None and np.isfinite(d.se) and d.se > 0

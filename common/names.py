@@ -121,3 +121,18 @@ def resolve_tracking_uri(configured: str | None) -> str:
     import os
 
     return configured or os.environ.get(TRACKING_URI_ENV) or DEFAULT_TRACKING_URI
+
+
+def artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """Where a new experiment keeps its artifacts: for a SQLite store, an `mlruns` folder
+    beside the database file (MLflow's own default is ./mlruns in whatever directory the
+    process runs in, which parts a store from its curves when the file is elsewhere); for
+    any other store (a tracking server) None, the server's choice."""
+    import re
+    from pathlib import Path
+
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix) or tracking_uri[len(prefix) :] in ("", ":memory:"):
+        return None
+    db = Path(tracking_uri[len(prefix) :]).expanduser().resolve()
+    return str(db.parent / "mlruns" / re.sub(r"[^A-Za-z0-9._-]", "_", experiment))

@@ -39,12 +39,15 @@ TUNE_KEYS = set(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "shou
 
 
 def get_or_create_experiment(client: MlflowClient, name: str) -> str:
-    """The experiment's id, created if needed and tagged as model training (MLflow 3's UI
-    otherwise opens an experiment without runs yet in its GenAI view)."""
+    """The experiment's id, created if needed: tagged as model training (MLflow 3's UI
+    otherwise opens an experiment without runs yet in its GenAI view), its artifacts beside a
+    SQLite store's file (common.names.artifact_location), not in the working directory."""
     exp = client.get_experiment_by_name(name)
     if exp is None:
         return client.create_experiment(
-            name, tags={N.TAG_EXPERIMENT_KIND: N.EXPERIMENT_KIND_TRAINING}
+            name,
+            artifact_location=N.artifact_location(client.tracking_uri, name),
+            tags={N.TAG_EXPERIMENT_KIND: N.EXPERIMENT_KIND_TRAINING},
         )
     if N.TAG_EXPERIMENT_KIND not in exp.tags:  # created by an older version of this code
         client.set_experiment_tag(

@@ -110,3 +110,16 @@ def test_theory_run_is_logged_once(ray_session, tmp_path):
     s = mlflow_state(uri, "t")["theory"]
     assert s["runs"] == 1 and s["tags"][N.TAG_KIND] == N.KIND_THEORY
     assert {N.THEORY_ARTIFACT, N.THEORY_OPT_ARTIFACT} <= set(s["artifacts"])
+    # the artifacts sit beside the store's file, not in the working directory
+    artifacts = MlflowClient(uri).get_run(rid).info.artifact_uri
+    assert artifacts.startswith(str(tmp_path.resolve())), artifacts
+
+
+def test_artifact_location_is_beside_a_sqlite_store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    here = str(tmp_path.resolve())
+    assert N.artifact_location("sqlite:///mlflow.db", "digits cnn") == f"{here}/mlruns/digits_cnn"
+    db = tmp_path / "elsewhere" / "store.db"
+    assert N.artifact_location(f"sqlite:///{db}", "p") == f"{db.parent.resolve()}/mlruns/p"
+    assert N.artifact_location("http://mlflow:5000", "p") is None  # the server decides
+    assert N.artifact_location("sqlite:///:memory:", "p") is None

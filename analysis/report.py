@@ -247,13 +247,11 @@ def run_report(sweep: Sweep, choices, out: Path, progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     n_groups = sweep.curves["group"].nunique()
-    seeds = sweep.curves.groupby(["group", "P"])["seed"].nunique().groupby(level=0).max()
-    n_one = int((seeds == 1).sum())  # one seed per P: no bootstrap (fit-based errors)
-    boot = f"{choices.n_boot} bootstrap resamples each"
-    if n_one:
-        boot = "one seed per P: fit-based errors" if n_one == n_groups else boot
-        boot += f" ({n_one} with one seed per P: none)" if n_one < n_groups else ""
-    say(f"fitting {n_groups} group(s), {boot}", progress)
+    say(
+        f"fitting {n_groups} group(s), {choices.n_boot} bootstrap resamples each "
+        "(none for a group with one seed per P: its errors are the fits')",
+        progress,
+    )
     # issue 10 (analysis/perceptron.py): MSE perceptrons are described, not fitted, and a
     # perceptron group's gamma_meas is that of the relative error eps_opt/eps_0
     results = perceptron.analyse_fitted(sweep.curves, choices, sweep.group_kinds, progress)

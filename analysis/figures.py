@@ -234,7 +234,7 @@ def fig_eps_opt(
     colors = PColors(result.per_P["P"], label=p_label)
     _opt_axes(ax, result, "eps_opt", colors, p_label, law="in_gamma_meas")
     # the anchor takes the P the fit of eps_opt(P) took
-    used = result.per_P[_in_law(result.per_P, "in_gamma_meas")]
+    used = result.per_P[result.per_P["in_gamma_meas"].astype(bool)]
     used = used[_positive(used["P"].to_numpy(float), used["eps_opt"].to_numpy(float))]
     P = np.geomspace(result.per_P["P"].min(), result.per_P["P"].max(), 50)
     meas, pred = result.gamma_meas, result.gamma_pred
@@ -254,19 +254,11 @@ def fig_eps_opt(
     return fig
 
 
-def _in_law(per_P: pd.DataFrame, law: str) -> np.ndarray:
-    """Which P the law in P took (per_P column law; a table without it: the used P)."""
-    col = law if law in per_P else "used"
-    return per_P[col].to_numpy(bool) if col in per_P else np.ones(len(per_P), bool)
-
-
-def _opt_axes(
-    ax, result: GroupResult, col: str, colors: PColors, p_label: str = "P", law: str = "used"
-) -> None:
+def _opt_axes(ax, result: GroupResult, col: str, colors: PColors, p_label: str, law: str) -> None:
     """Points of lambda_opt or eps_opt against P with their bootstrap intervals as error bars;
-    the P that the law in P (per_P column law) left out are crosses."""
+    the P that the law in P (per_P column law: in_gamma2, in_gamma_meas) left out are crosses."""
     per_P = result.per_P
-    for (_, row), used in zip(per_P.iterrows(), _in_law(per_P, law), strict=True):
+    for (_, row), used in zip(per_P.iterrows(), per_P[law].to_numpy(bool), strict=True):
         y = row[col]
         lo, hi = row.get(f"{col}_lo", np.nan), row.get(f"{col}_hi", np.nan)
         yerr = [[max(y - lo, 0)], [max(hi - y, 0)]] if np.isfinite(lo) and np.isfinite(hi) else None

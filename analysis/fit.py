@@ -438,17 +438,17 @@ def _analyse_group(
     l1, l2, lm = rows.law1, rows.law2, rows.law_meas
     g1, g2 = l1.gamma[0], l2.gamma[0]
     se1, se2, sem = l1.se[0], l2.se[0], lm.se[0]
-    se_pred = abs(g1 * g2) * math.sqrt((se1 / g1) ** 2 + (se2 / g2) ** 2)  # App. F formula
+    # the variance parts of gamma_pred = gamma1 gamma2 (App. F's formula) and gamma_meas
+    v1, v2, vm = (g2 * se1) ** 2, (g1 * se2) ** 2, sem**2
     res = {
         "gamma1": est(l1.gamma, se1),
         "gamma2": est(l2.gamma, se2),
-        "gamma_pred": est(rows.gamma_pred, se_pred),
+        "gamma_pred": est(rows.gamma_pred, math.sqrt(v1 + v2)),
         "gamma_meas": est(lm.gamma, sem),
-        "gamma_diff": est(rows.gamma_diff, math.sqrt(se_pred**2 + sem**2)),
+        "gamma_diff": est(rows.gamma_diff, math.sqrt(v1 + v2 + vm)),
     }
     if one_seed:  # no bootstrap: the fit-based error is the one there is (flagged), known to
         # the fits' degrees of freedom; a product or difference by Welch-Satterthwaite
-        v1, v2, vm = (g2 * se1) ** 2, (g1 * se2) ** 2, sem**2
         d1, d2, dm = l1.dof[0], l2.dof[0], lm.dof[0]
         dofs = {
             "gamma1": d1,
@@ -693,7 +693,7 @@ def _per_P_table(pre, rows, boot, seeds_per_P, level) -> pd.DataFrame:
 def _empty_result(name: str, choices: Choices, flags: list[str]) -> GroupResult:
     nan = Estimate(value=float("nan"))
     cols = ["P", "n_seeds", "lambda_opt", "eps_opt", "lambda_opt_lo", "lambda_opt_hi"]
-    cols += ["eps_opt_lo", "eps_opt_hi", "at_edge", "used"]
+    cols += ["eps_opt_lo", "eps_opt_hi", "at_edge", "used", "in_gamma2", "in_gamma_meas"]
     return GroupResult(
         group=name,
         n_P=0,

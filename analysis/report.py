@@ -416,10 +416,9 @@ COLLAPSE_NOTE = (
 def _p_counts(r) -> str:
     """How many of the group's P values gamma1 (P >= P_min) and gamma2 (Eq. 3) took."""
     t = r.per_P
-    if t is None or not len(t) or "used" not in t:
+    if not len(t):
         return f"- of {r.n_P}"
-    n2 = int(t["in_gamma2"].sum()) if "in_gamma2" in t else int(t["used"].sum())
-    return f"{int(t['used'].sum())} / {n2} of {r.n_P}"
+    return f"{int(t['used'].sum())} / {int(t['in_gamma2'].sum())} of {r.n_P}"
 
 
 def _interval_text(results: list, level: float) -> str:

@@ -610,6 +610,8 @@ def _est_row(c: dict) -> str:
 def _seeds(s) -> str:
     if isinstance(s, dict):
         vals = sorted(set(s.values()))
+        if not vals:  # a group with no usable curve (its flags say why)
+            return "-"
         return str(vals[0]) if len(vals) == 1 else f"{min(vals)}-{max(vals)}"
     return str(s)
 

@@ -105,6 +105,18 @@ def test_bad_values_inside_a_curve_are_flags_that_name_the_P(tmp_path):
     assert "NaN rows dropped: 2 (P=8000)" in flags
 
 
+def test_a_group_with_no_usable_curve_is_reported_with_its_reason(tmp_path):
+    df = _sweep()
+    bad = df.assign(group="bad", test_error=np.nan)
+    pd.concat([df.assign(group="good"), bad]).to_csv(tmp_path / "c.csv", index=False)
+    assert main(["--curves", str(tmp_path / "c.csv"), "--out", str(tmp_path / "o"), *FAST]) == 0
+    groups = json.loads((tmp_path / "o" / "results.json").read_text())["groups"]
+    g = next(x for x in groups if x["group"] == "bad")
+    assert g["gamma1"]["value"] is None and "no usable curves: nothing estimated" in g["flags"]
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert "| Bad | n/a | n/a | n/a | n/a | n/a | n/a | - of 0 | - |" in md  # Table 2
+
+
 def test_one_P_value_is_a_flag_not_a_number(tmp_path):
     df = _sweep()
     df[df["P"] == 1000].to_csv(tmp_path / "c.csv", index=False)

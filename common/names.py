@@ -44,6 +44,10 @@ PAPER_NORMS = (
 NORM_PERCEPTRON = "norm"
 OVERLAP = "overlap"
 
+# the one string of a record, on the last record of every curve: how the trial ended
+# ("<code>: <detail>", trainers/status.py); also a tag of the trial's MLflow run
+STOP_REASON = "stop_reason"
+
 # --- MLflow tags ---------------------------------------------------------------------------
 TAG_SWEEP = "sweep"
 TAG_TRIAL_ID = "trial_id"

@@ -202,7 +202,11 @@ class MlflowTrialLogger(tune.Callback):
             return  # already in MLflow: a retried trial replays epochs after its checkpoint
         self._logged[run_id].add(epoch)
         ts = int(time.time() * 1000)
-        metrics = [Metric(k, v, ts, epoch) for k, v in record.items() if math.isfinite(v)]
+        metrics = [  # the stop reason, a string, is a tag (on_trial_result, _finish)
+            Metric(k, v, ts, epoch)
+            for k, v in record.items()
+            if isinstance(v, int | float) and math.isfinite(v)
+        ]
         buf = self._buffer.setdefault(run_id, [])
         if len(buf) + len(metrics) > MAX_BATCH:
             self._flush_run(run_id)
@@ -236,6 +240,8 @@ class MlflowTrialLogger(tune.Callback):
             run_id = self._run_for(trial)
             self._rows.setdefault(run_id, {})[int(record[N.EPOCH])] = record
             self._add(run_id, record)
+            if isinstance(result.get(N.STOP_REASON), str):
+                self.client.set_tag(run_id, N.STOP_REASON, result[N.STOP_REASON])
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         now = time.monotonic()
@@ -267,6 +273,8 @@ class MlflowTrialLogger(tune.Callback):
         self._flush_run(run_id)
         if curve:
             log_parquet(self.client, run_id, pd.DataFrame(curve), N.CURVES_ARTIFACT)
+            if isinstance(curve[-1].get(N.STOP_REASON), str):  # also when rebuilt from a checkpoint
+                self.client.set_tag(run_id, N.STOP_REASON, curve[-1][N.STOP_REASON])
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
 
     def complete_from_checkpoint(self, spec: dict[str, Any], checkpoint: Any) -> bool:

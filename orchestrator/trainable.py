@@ -17,6 +17,8 @@ from typing import Any
 
 from ray import tune
 
+from common.names import STOP_REASON
+
 STATE_FILE = "state.pt"
 CURVE_FILE = "curve.json"
 FINAL_FILE = "final"  # marks the checkpoint written when the trainer returned
@@ -32,8 +34,8 @@ def read_final_curve(checkpoint_dir: str | Path, epochs: int) -> list[dict[str, 
     """The whole curve if this checkpoint is a trial's last one, else [].
 
     Last means the trainer returned: the curve reaches the trial's final epoch, or the
-    trainer stopped early (diverged) and marked its tail checkpoint. A checkpoint of an
-    interrupted trial is not final, and its run must not be written as FINISHED.
+    trainer stopped early (its last record's stop reason) and marked its tail checkpoint. A
+    checkpoint of an interrupted trial is not final, and its run must not be written FINISHED.
     """
     curve = read_curve(checkpoint_dir)
     final = (Path(checkpoint_dir) / FINAL_FILE).exists()
@@ -77,13 +79,14 @@ def train_trial(config: dict[str, Any], finished: frozenset[str] = frozenset()) 
         final_saved[0] = final
 
     def report(record: dict[str, float]) -> None:
-        record = {k: float(v) for k, v in record.items()}
+        record = {k: v if k == STOP_REASON else float(v) for k, v in record.items()}
         curve.append(record)
         # Checkpoint by wall-clock time, not per logged epoch: the log schedule crowds the
         # early epochs, and each checkpoint costs a state write plus Tune bookkeeping. The
-        # last epoch always checkpoints, so the final checkpoint holds the whole curve.
+        # last record (it says why the trial ended) always checkpoints, as final, so the
+        # final checkpoint holds the whole curve.
         due = time.monotonic() - saved[1] >= every_s
-        last = record["epoch"] >= cfg.epochs
+        last = STOP_REASON in record or record["epoch"] >= cfg.epochs
         if due or last:
             report_with_checkpoint(record, final=last)
         else:
@@ -91,6 +94,6 @@ def train_trial(config: dict[str, Any], finished: frozenset[str] = frozenset()) 
 
     trainer.run(report)
     if curve and not final_saved[0]:
-        # The trainer stopped early (diverged): checkpoint the curve's tail as final too. The
+        # A trainer that stopped without a reason: checkpoint the curve's tail as final. The
         # repeated record is an epoch the MLflow callback has already logged, so it skips it.
         report_with_checkpoint(curve[-1], final=True)

@@ -123,3 +123,26 @@ def test_artifact_location_is_beside_a_sqlite_store(tmp_path, monkeypatch):
     assert N.artifact_location(f"sqlite:///{db}", "p") == f"{db.parent.resolve()}/mlruns/p"
     assert N.artifact_location("http://mlflow:5000", "p") is None  # the server decides
     assert N.artifact_location("sqlite:///:memory:", "p") is None
+
+
+def test_perceptron_sweep_without_lambda_stop_finishes_with_stated_reasons(ray_session, tmp_path):
+    """The max-stability limit ends a long run cleanly: every trial FINISHED, the reason on
+    its curve's last row and as a tag of its run (trainers/status.py)."""
+    cfg = _cfg(
+        tmp_path,
+        name="nostop",
+        blocks=[{"kind": "perceptron", "alpha": [1, 2], "N": [128]}],
+        trial={"epochs": 3000, "device": "cpu"},
+    )
+    uri = cfg.mlflow.tracking_uri
+    assert run_sweep(cfg, verbose=0) == {"trials": 4, "finished": 4, "errored": 0}
+    client = MlflowClient(uri)
+    for s in mlflow_state(uri, "nostop").values():
+        assert s["status"] == "FINISHED"
+        path = client.download_artifacts(s["run_id"], N.CURVES_ARTIFACT, str(tmp_path))
+        curve = pd.read_parquet(path)
+        reason = curve[N.STOP_REASON].iloc[-1]
+        assert curve[N.STOP_REASON].iloc[:-1].isna().all()
+        assert s["tags"][N.STOP_REASON] == reason
+        assert reason.startswith(("float_resolution: ", "budget: ")), reason
+        assert s["steps"] == [int(e) for e in curve[N.EPOCH]]

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from common.names import DEEP_NORMS, EPOCH, TEST_ERROR, TEST_LOSS, TRAIN_ERROR, TRAIN_LOSS
+from common.names import (
+    DEEP_NORMS,
+    EPOCH,
+    STOP_REASON,
+    TEST_ERROR,
+    TEST_LOSS,
+    TRAIN_ERROR,
+    TRAIN_LOSS,
+)
 from trainers import (
     STATUS_COMPLETED,
     STATUS_DIVERGED,
@@ -53,6 +61,7 @@ def test_checkpoint_3_plus_3_equals_6_straight(model, tmp_path):
     first = make_trainer(c.model_copy(update={"epochs": 3}))
     resumed = []
     first.run(resumed.append)
+    assert resumed[-1].pop(STOP_REASON) == "budget: all 3 epochs"  # its end, not the run's
     save_checkpoint(first, tmp_path / "ckpt.pt")
     torch.manual_seed(12345)  # a restored trial must not depend on the process's RNG state
     second = make_trainer(c)

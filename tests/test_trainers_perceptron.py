@@ -10,6 +10,7 @@ from common.names import (
     EPOCH,
     NORM_PERCEPTRON,
     OVERLAP,
+    STOP_REASON,
     TEST_ERROR,
     TEST_LOSS,
     TRAIN_ERROR,
@@ -167,8 +168,9 @@ def test_batched_seeds_reproduce_single_seed_runs():
     single = []
     make_trainer(c.model_copy(update={"seed": 5})).run(single.append)
     assert len(curves[5]) == len(single) >= 8  # 8 scheduled epochs plus the lambda grid's
+    assert curves[5][-1][STOP_REASON] == single[-1][STOP_REASON]
     for a, b in zip(curves[5], single, strict=True):
-        for k in b:
+        for k in b.keys() - {STOP_REASON}:
             assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-7), k
     assert curves[3][-1][OVERLAP] != curves[5][-1][OVERLAP]
 
@@ -183,7 +185,8 @@ def test_batched_matmul_path_equals_the_per_seed_loop():
     loop.run_batch(lambda s, r: a.append(r))
     bmm.run_batch(lambda s, r: b.append(r))
     for ra, rb in zip(a, b, strict=True):
-        for k in ra:
+        assert ra.get(STOP_REASON) == rb.get(STOP_REASON)
+        for k in ra.keys() - {STOP_REASON}:
             assert ra[k] == pytest.approx(rb[k], rel=1e-5, abs=1e-7), k
 
 
@@ -195,6 +198,7 @@ def straight_and_resumed(c, stop_at: int, path) -> tuple[list, list]:
     first = make_trainer(c.model_copy(update={"epochs": stop_at}))
     resumed = []
     first.run(resumed.append)
+    assert resumed[-1].pop(STOP_REASON).startswith("budget: ")  # its end, not the run's
     save_checkpoint(first, path)
     second = make_trainer(c)
     load_checkpoint(second, path)
@@ -285,7 +289,9 @@ def test_adaptive_checkpoint_restore_continues_the_same_trajectory(tmp_path):
     c = cfg(epochs=300, step_rule="adaptive", log_schedule=10)
     straight, resumed = straight_and_resumed(c, 120, tmp_path / "p.pt")
     after = [r for r in straight if r[EPOCH] > 125]
-    assert after and after[-1] == pytest.approx(resumed[-1], rel=1e-6)
+    a, b = dict(after[-1]), dict(resumed[-1])
+    assert a.pop(STOP_REASON).startswith("budget: ") and b.pop(STOP_REASON).startswith("budget: ")
+    assert a == pytest.approx(b, rel=1e-6)
 
 
 # -----------------------------------------------------------------------------

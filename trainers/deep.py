@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from common.names import EPOCH, TEST_ERROR, TEST_LOSS, TRAIN_ERROR, TRAIN_LOSS
+from common.names import EPOCH, STOP_REASON, TEST_ERROR, TEST_LOSS, TRAIN_ERROR, TRAIN_LOSS
 from trainers.augment import AUGMENTATIONS
 from trainers.config import TrialConfig, logged_epochs
 from trainers.data import load_dataset, noisy_labels, subset_indices
@@ -31,7 +31,13 @@ from trainers.device import resolve_device
 from trainers.models import build_model
 from trainers.norms_paper import paper_code_norms
 from trainers.paper import PAPER_MODELS, augmentation, paper_spec
-from trainers.status import STATUS_COMPLETED, STATUS_DIVERGED, STATUS_RUNNING
+from trainers.status import (
+    STATUS_COMPLETED,
+    STATUS_DIVERGED,
+    STATUS_RUNNING,
+    STOP_BUDGET,
+    stop_reason,
+)
 
 AUGMENT_SEED_OFFSET = 0x4155  # "AU": the augmentation stream, apart from the epoch permutations
 # Examples per forward pass at evaluation (not a knob of SGD), per device type: on a GPU
@@ -176,6 +182,8 @@ class DeepTrainer:
                 if not (math.isfinite(rec[TRAIN_LOSS]) and math.isfinite(rec[TEST_LOSS])):
                     self.status = STATUS_DIVERGED
                     return self.status
+                if self.epoch == self.cfg.epochs:  # the last logged epoch: say how it ended
+                    rec[STOP_REASON] = stop_reason(STOP_BUDGET, f"all {self.epoch} epochs")
                 report(rec)
         self.status = STATUS_COMPLETED
         return self.status

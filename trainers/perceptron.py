@@ -57,7 +57,20 @@ examples: a constant step, an RKC stage, or a power-iteration product);
 `lambda_stop` stops a seed once its norm passes it. Records are taken at the log-spaced
 epochs and, in addition, whenever lambda crosses a point of a log grid with
 LAMBDA_POINTS_PER_DECADE points per decade, so the curves are dense in lambda whatever the
-speed of the rule. A non-finite weight stops the run as `diverged`, records kept.
+speed of the rule. Each seed's last record says why it ended (trainers/status.py):
+- `budget`, `lambda_stop`: as configured;
+- `float_resolution`: on separable data (every teacher-student set) the logistic loss has no
+  finite minimiser and lambda -> infinity, the max-stability limit of Section 2. The loss
+  and its gradient fall like exp(-2 kappa lambda) (kappa the smallest normalised margin), and
+  once every per-example derivative |V'(Delta^mu)| is below float32's smallest normal number
+  (FLOAT_TINY, ~1.2e-38: every margin above ~44) the gradient is subnormal or zero and has
+  no precision left: the seed ends there, FINISHED, with the lambda it reached. This is the
+  expected end of a long run, not an error; without it the step size grew without bound on
+  a zero gradient and h * rho became inf * 0;
+- `diverged`: a non-finite weight (e.g. a constant lr above 2/L); the seed's last finite
+  state is kept and recorded, and the run's status is `diverged`.
+The step size and the Chebyshev stage count are kept finite whatever the state (H_MAX), so no
+finite state raises.
 
 Batching. Several seeds run as one (S, P, N) tensor with batched matmuls; each seed's data,
 teacher and init come from its own generator and each seed has its own step size. Under the
@@ -82,6 +95,7 @@ from common.names import (
     EPOCH,
     NORM_PERCEPTRON,
     OVERLAP,
+    STOP_REASON,
     TEST_ERROR,
     TEST_LOSS,
     TRAIN_ERROR,
@@ -89,7 +103,16 @@ from common.names import (
 )
 from trainers.config import TrialConfig, logged_epochs
 from trainers.device import resolve_device
-from trainers.status import STATUS_COMPLETED, STATUS_DIVERGED, STATUS_RUNNING
+from trainers.status import (
+    STATUS_COMPLETED,
+    STATUS_DIVERGED,
+    STATUS_RUNNING,
+    STOP_BUDGET,
+    STOP_DIVERGED,
+    STOP_LAMBDA,
+    STOP_RESOLUTION,
+    stop_reason,
+)
 
 # -----------------------------------------------------------------------------
 # Data and closed-form quantities
@@ -141,6 +164,8 @@ GROW_MAX, SHRINK_MAX, SAFETY = 5.0, 0.2, 0.9  # step-size controller limits (mod
 # Runge-Kutta-Chebyshev stages (module docstring): damping eta, stability interval ~ beta s^2
 RKC_ETA, RKC_BETA, RKC_MARGIN, RKC_MAX_STAGES = 0.05, 2 - 4 * 0.05 / 3, 0.8, 64
 RHO_EVERY, RHO_ITERS = 20, 2  # curvature re-estimated every 20 gradients, 2 products each
+FLOAT_TINY = torch.finfo(torch.float32).tiny  # below it V' is subnormal (module docstring)
+H_MAX = 1e250  # step-size cap: h * |g| and h * rho stay finite (module docstring)
 
 
 def rkc_step(
@@ -187,8 +212,9 @@ def dV(delta: torch.Tensor, loss: str) -> torch.Tensor:
 
 def train_loss(delta: torch.Tensor, loss: str) -> torch.Tensor:
     """Mean V(Delta) over the examples (last axis), float64."""
+    delta = delta.double()  # (1 - Delta)^2 of a diverging run overflows float32
     v = F.softplus(-2 * delta) if loss == "logistic" else (1 - delta) ** 2
-    return v.double().mean(-1)
+    return v.mean(-1)
 
 
 def expected_mse(lam: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
@@ -242,6 +268,8 @@ class PerceptronTrainer:
         self.stages = 1
         self.rejected = 0
         self.last_logged = torch.zeros(S, dtype=torch.long, device=self.device)
+        self.dv_max = torch.full((S,), math.inf, dtype=torch.float32, device=self.device)
+        self.reasons: list[str | None] = [None] * S  # why each seed ended (module docstring)
 
     # --- one step and one record ------------------------------------------------
     def _zw(self, v: torch.Tensor) -> torch.Tensor:
@@ -276,39 +304,54 @@ class PerceptronTrainer:
         """Delta^mu = z^mu . w / sqrt(N), shape (S, P), float32."""
         return self._zw((self.w if w is None else w).float()) / math.sqrt(self.cfg.N)
 
+    def grad_and_scale(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(grad L(w) = (1/(P sqrt N)) sum_mu V'(Delta^mu) z^mu, (S, N) float64;
+        max_mu |V'(Delta^mu)|, (S,): below FLOAT_TINY the gradient has no precision left)."""
+        dv = dV(self._margins(w), self.cfg.loss)
+        g = self._zTg(dv).double() / (self.cfg.P * math.sqrt(self.cfg.N))
+        return g, dv.abs().amax(1)
+
     def grad(self, w: torch.Tensor) -> torch.Tensor:
-        """grad L(w) = (1/(P sqrt N)) sum_mu V'(Delta^mu) z^mu, shape (S, N), float64."""
-        g = self._zTg(dV(self._margins(w), self.cfg.loss))
-        return g.double() / (self.cfg.P * math.sqrt(self.cfg.N))
+        """grad L(w), (S, N) float64 (grad_and_scale without the scale)."""
+        return self.grad_and_scale(w)[0]
 
     def step(self) -> torch.Tensor:
-        """One step of the configured rule for the active seeds; returns which moved (S,)."""
+        """One step of the configured rule for the active seeds; returns which moved (S,).
+
+        Both rules keep grad L(w) and self.dv_max = max_mu |V'| (S,) at the current w: the
+        next step's gradient, and the test of its precision (FLOAT_TINY) and finiteness."""
         act = self.active
+        if self._g is None:
+            self._g, self.dv_max = self.grad_and_scale(self.w)
         if self.cfg.step_rule == "constant":
-            w1 = self.w - self.lr[:, None] * self.grad(self.w)
+            w1 = self.w - self.lr[:, None] * self._g
+            g1, dv1 = self.grad_and_scale(w1)
             self.w = torch.where(act[:, None], w1, self.w)
+            self._g = torch.where(act[:, None], g1, self._g)
+            self.dv_max = torch.where(act, dv1, self.dv_max)
             self.epoch += 1
             return act
-        if self._g is None:
-            self._g = self.grad(self.w)
         if self.epoch >= self._next_rho and self.epoch + RHO_ITERS + 1 < self.cfg.epochs:
             # refresh the curvature estimate (each product costs what a gradient costs)
             self._power_step(RHO_ITERS)
             self._next_rho = self.epoch + RHO_EVERY
         h, tol = self.lr, self.cfg.step_tol
-        stages = int(torch.ceil(torch.sqrt(h * self.rho / (RKC_MARGIN * RKC_BETA))).max())
+        # h * rho is finite (H_MAX) but rho may be 0 or NaN where V'' underflowed: one stage
+        need = (h * self.rho / (RKC_MARGIN * RKC_BETA)).nan_to_num(0.0, RKC_MAX_STAGES**2, 0.0)
+        stages = int(torch.ceil(torch.sqrt(need.clamp(0.0, RKC_MAX_STAGES**2))).max())
         stages = max(min(stages, RKC_MAX_STAGES, self.cfg.epochs - self.epoch), 1)
         w1 = rkc_step(self.w, self._g, h, stages, self.grad)
-        g1 = self.grad(w1)
+        g1, dv1 = self.grad_and_scale(w1)
         err = 0.5 * h * (g1 - self._g).norm(dim=1)  # |Euler - Heun| ~ (h^2/2)|H g|: on the path
         scale = tol * w1.norm(dim=1)
-        ok = (err <= scale) & act & torch.isfinite(err)
+        ok = (err <= scale) & act & torch.isfinite(err) & torch.isfinite(scale)
         self.rejected += int((act & ~ok).sum())
         factor = (SAFETY * torch.sqrt(scale / err)).nan_to_num(SHRINK_MAX, GROW_MAX, SHRINK_MAX)
         factor = torch.where(ok, factor.clamp(SHRINK_MAX, GROW_MAX), factor.clamp(max=SAFETY))
-        self.lr = torch.where(act, h * factor.clamp(min=SHRINK_MAX), h)
+        self.lr = torch.where(act, (h * factor.clamp(min=SHRINK_MAX)).clamp(max=H_MAX), h)
         self.w = torch.where(ok[:, None], w1, self.w)
         self._g = torch.where(ok[:, None], g1, self._g)
+        self.dv_max = torch.where(ok, dv1, self.dv_max)
         self.epoch += stages
         self.stages = stages
         return ok
@@ -329,7 +372,8 @@ class PerceptronTrainer:
         for _ in range(iters):
             hv = self.hvp(self.w, v)
             self.rho = hv.norm(dim=1)
-            v = hv / self.rho.clamp(min=1e-300)[:, None]
+            # where V'' underflowed (hv = 0) keep the old vector: a zero one would stay zero
+            v = torch.where((self.rho > 0)[:, None], hv / self.rho.clamp(min=1e-300)[:, None], v)
         self._eigvec = v
         self.epoch += iters  # each product costs what a gradient costs
 
@@ -364,34 +408,86 @@ class PerceptronTrainer:
         passed = moved & (lam >= stop) if stop is not None else torch.zeros_like(moved)
         return crossed, passed
 
-    def _report(self, due: torch.Tensor, report: Callable[[int, dict[str, float]], None]) -> None:
+    def _report(
+        self,
+        due: torch.Tensor,
+        report: Callable[[int, dict[str, float]], None],
+        ending: dict[int, str] | None = None,
+    ) -> None:
+        """Report the due seeds' records; a seed in `ending` gets its stop reason on it."""
+        ending = ending or {}
         if bool(due.any()):
             recs = self.records()
             for i in torch.nonzero(due).flatten().tolist():
+                if i in ending:
+                    self.reasons[i] = ending[i]
+                    recs[i][STOP_REASON] = ending[i]
                 report(self.seeds[i], recs[i])
             self.last_logged[due] = self.epoch
 
-    def run_batch(self, report: Callable[[int, dict[str, float]], None]) -> str:
-        """Train to cfg.epochs or lambda_stop; report(seed, record) at each seed's logged steps.
+    def _endings(
+        self, bad: torch.Tensor, passed: torch.Tensor, floor: torch.Tensor
+    ) -> dict[int, str]:
+        """Stop reasons of the seeds that end at this step, by seed index (module docstring)."""
+        lam = (self.w.norm(dim=1) / math.sqrt(self.cfg.N)).tolist()
+        ending = {}
+        for i in range(len(self.seeds)):
+            if bool(bad[i]):
+                ending[i] = stop_reason(
+                    STOP_DIVERGED,
+                    f"weights not finite at epoch {self.epoch}; last finite state kept "
+                    f"(lambda {lam[i]:.4g})",
+                )
+            elif bool(passed[i]):
+                ending[i] = stop_reason(
+                    STOP_LAMBDA, f"lambda {lam[i]:.4g} passed lambda_stop {self.cfg.lambda_stop:g}"
+                )
+            elif bool(floor[i]):
+                ending[i] = stop_reason(
+                    STOP_RESOLUTION, f"gradient below float resolution at lambda {lam[i]:.4g}"
+                )
+            elif bool(self.active[i]) and self.epoch >= self.cfg.epochs:
+                ending[i] = stop_reason(
+                    STOP_BUDGET,
+                    f"{self.cfg.epochs} gradient evaluations used, at lambda {lam[i]:.4g}",
+                )
+        return ending
 
-        A seed is reported at the log-spaced epochs while it is active, and whenever its lambda
-        crosses a point of the lambda grid or passes lambda_stop (module docstring)."""
+    def run_batch(self, report: Callable[[int, dict[str, float]], None]) -> str:
+        """Train to cfg.epochs, lambda_stop or float resolution; report(seed, record) at each
+        seed's logged steps, its last record carrying STOP_REASON.
+
+        A seed is reported at the log-spaced epochs while it is active, whenever its lambda
+        crosses a point of the lambda grid, and when it ends (module docstring, "Stopping").
+        Returns "diverged" if any seed diverged, else "completed"."""
         while self.epoch < self.cfg.epochs and bool(self.active.any()):
-            prev = self.epoch
+            prev, w_prev = self.epoch, self.w
             moved = self.step()
-            if not bool(torch.isfinite(self.w).all()):
-                self.status = STATUS_DIVERGED
-                return self.status
+            # diverged: non-finite weights or margins (a float32 overflow of z . w)
+            bad = self.active & ~(torch.isfinite(self.w).all(1) & torch.isfinite(self.dv_max))
+            if bool(bad.any()):  # keep the last finite state of a diverged seed
+                self.w = torch.where(bad[:, None], w_prev, self.w)
+                self._g = None  # recomputed at the kept state by the next step
+                moved = moved & ~bad
             crossed, passed = self._lambda_due(moved)
-            due = crossed | passed
+            floor = self.active & ~bad & ~passed & (self.dv_max < FLOAT_TINY)
+            ending = self._endings(bad, passed, floor)
+            due = crossed | bad | passed | floor
             before = bisect.bisect_right(self._logged, prev)
             if bisect.bisect_right(self._logged, self.epoch) > before:
                 due = due | self.active
-            self.active = self.active & ~passed
-            self._report(due, report)
-        # every curve ends at its final state (the adaptive rule may step over the last epoch)
-        self._report(self.active & (self.last_logged < self.epoch), report)
-        self.status = STATUS_COMPLETED
+            if ending:
+                due[list(ending)] = True
+            self._report(due, report, ending)
+            done = [i for i, r in ending.items() if not r.startswith(STOP_BUDGET)]
+            if done:  # a seed at its budget stays active: a larger budget continues it
+                self.active[done] = False
+        # every curve ends at its final state (e.g. a run restored at its budget)
+        rest = self.active & (self.last_logged < self.epoch)
+        if bool(rest.any()):
+            self._report(rest, report, self._endings(*(torch.zeros_like(rest),) * 3))
+        diverged = any(r is not None and r.startswith(STOP_DIVERGED) for r in self.reasons)
+        self.status = STATUS_DIVERGED if diverged else STATUS_COMPLETED
         return self.status
 
     def run(self, report: Callable[[dict[str, float]], None]) -> str:
@@ -416,6 +512,7 @@ class PerceptronTrainer:
             "eigvec": self._eigvec.cpu().clone(),
             "rho": self.rho.cpu().clone(),
             "next_rho": self._next_rho,
+            "reasons": list(self.reasons),
         }
 
     def load_state_dict(self, d: dict) -> None:
@@ -431,6 +528,7 @@ class PerceptronTrainer:
             self._eigvec = d["eigvec"].to(self.device, torch.float64).clone()
             self.rho = d["rho"].to(self.device, torch.float64).clone()
             self._next_rho = int(d["next_rho"])
+        self.reasons = list(d.get("reasons", [None] * len(self.seeds)))
         self._g = None
 
 

@@ -22,6 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from common import cli
+from common.names import STOP_REASON
 from common.paths import OutputPathError, check_output_file, replace_atomically
 from trainers.config import TrialConfig
 from trainers.status import STATUS_COMPLETED
@@ -111,19 +112,23 @@ def main(argv: list[str] | None = None) -> int:
     def report(rec: dict[str, float]) -> None:
         rows.append(rec)
         if level >= 0:
-            shown = "  ".join(f"{k}={v:.4g}" for k, v in rec.items())
+            shown = "  ".join(f"{k}={v:.4g}" for k, v in rec.items() if k != STOP_REASON)
             print(f"[{time.time() - t0:7.1f}s] {shown}", flush=True)
 
     status = trainer.run(report)
 
     def write(tmp: Path) -> None:
+        # the last row alone carries the stop reason: the columns are the union, in order
+        columns = list(dict.fromkeys(k for r in rows for k in r)) or ["epoch"]
         with tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["epoch"])
+            writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
 
     replace_atomically(out, write)
-    print(f"{status}: {len(rows)} logged epochs in {time.time() - t0:.1f}s -> {out}")
+    reason = rows[-1].get(STOP_REASON) if rows else None
+    ended = f" ({reason})" if reason else ""
+    print(f"{status}{ended}: {len(rows)} logged epochs in {time.time() - t0:.1f}s -> {out}")
     return 0 if status == STATUS_COMPLETED else 1
 
 
